@@ -1,0 +1,1 @@
+"""Scripts that reproduce the paper's tables and figures from training run folders."""

@@ -1,0 +1,115 @@
+"""``predict.py``: score a trained checkpoint on a named split, or label new premise/hypothesis pairs.
+
+It rebuilds the model from what the run saved in ``RUN/model`` (encoder config and
+tokenizer) and ``RUN/run_config.json`` (task definitions), so it needs no network and no
+copy of the pretrained weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mt_dnn.checkpoint import CheckpointManager, read_checkpoint
+from mt_dnn.datasets import SplitRef, check_files_exist, load_splits, resolve_data_dirs
+from mt_dnn.errors import ConfigError, UserError
+from mt_dnn.evaluation import predict_split, prediction_records
+from mt_dnn.features import load_tokenized_split
+from mt_dnn.model import build_model
+from mt_dnn.run_files import atomic_write_jsonl
+from mt_dnn.run_setup import load_tokenizer, pick_device
+from mt_dnn.task_def import load_task_defs
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(prog="predict.py", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--run_dir", required=True, help="a training run's --output_dir")
+    parser.add_argument("--checkpoint", default="best",
+                        help="'best', 'latest', or a path to a checkpoint file")
+    parser.add_argument("--task", default=None, help="which task head to use (default: the run's only task)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--split", help="evaluate a split of the task definition, e.g. r3_test")
+    what.add_argument("--input", help="a jsonl of premise/hypothesis pairs (fields as the task defines; labels optional)")
+    parser.add_argument("--data_dir", nargs="+", default=None, help="as train.py (default: the run's data folders)")
+    parser.add_argument("--output", required=True, help="where to write the predictions (jsonl)")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _load_weights(run_dir: Path, which: str, device) -> dict:
+    if which == "best":
+        path = run_dir / "checkpoints" / "best.pt"
+        if not path.exists():
+            raise UserError(f"--checkpoint best: {path} does not exist (no dev split was evaluated?); try latest")
+        return read_checkpoint(path, map_location=device)["model"]
+    if which == "latest":
+        found = CheckpointManager(run_dir / "checkpoints").load_latest(map_location=device)
+        if found is None:
+            raise UserError(f"--checkpoint latest: no checkpoint in {run_dir / 'checkpoints'}")
+        return found[1]["model"]
+    return read_checkpoint(Path(which), map_location=device)["model"]
+
+
+def predict(args) -> dict:
+    run_dir = Path(args.run_dir)
+    config_path = run_dir / "run_config.json"
+    if not config_path.is_file():
+        raise UserError(f"--run_dir {run_dir}: no run_config.json (not a training run folder)")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    tasks = load_task_defs(paths=config["task_def"])
+    trained = sorted({item.split(":")[0] for item in config["train_datasets"].split(",") if item})
+    task_name = args.task or (trained[0] if len(trained) == 1 else None)
+    if task_name not in trained:
+        raise ConfigError(f"--task: expected one of {', '.join(trained)}, got {args.task!r}")
+    task = tasks[task_name]
+    device = pick_device(args.device)
+    tokenizer = load_tokenizer(str(run_dir / "model"))
+    model = build_model(model_name=str(run_dir / "model"), tasks={t: tasks[t] for t in trained}, from_config_only=True)
+    model.load_state_dict(_load_weights(run_dir, args.checkpoint, device))
+    model.to(device)
+
+    if args.split:
+        data_dirs = resolve_data_dirs(values=args.data_dir or [config["data_dirs"][task_name]], tasks=tasks)
+        ref = SplitRef(task=task_name, split=args.split)
+        if args.split not in task.splits:
+            raise ConfigError(f"--split {args.split}: task {task_name} has no such split ({', '.join(task.splits)})")
+        check_files_exist(refs=[ref], tasks=tasks, data_dirs=data_dirs)
+        data = load_splits(refs=[ref], tasks=tasks, data_dirs=data_dirs, tokenizer=tokenizer,
+                           max_seq_len=config["max_seq_len"], cache_dir=None)[ref]
+    else:
+        data = load_tokenized_split(path=args.input, task=task, split="input", tokenizer=tokenizer,
+                                    max_seq_len=config["max_seq_len"], cache_dir=None, require_label=False)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    result = predict_split(model=model, data=data, task=task, batch_size=args.batch_size, device=device,
+                           pad_token_id=pad)
+    atomic_write_jsonl(Path(args.output), prediction_records(data=data, task=task, result=result))
+    summary = {"examples": len(data), "output": args.output}
+    if "accuracy" in result:
+        summary["accuracy"] = result["accuracy"]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        summary = predict(build_parser().parse_args(argv))
+    except UserError as exc:
+        if "--debug" in argv:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+

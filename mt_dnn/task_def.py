@@ -1,0 +1,203 @@
+"""Task definitions: what a task is (format, labels, splits, losses, metric), from YAML.
+
+MT-DNN describes tasks in YAML so that new tasks need no code; this module loads such
+files with ``yaml.safe_load`` and validates them strictly, because a typo in a task file
+otherwise surfaces hours later as a wrong number of classes or a silently unused key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mt_dnn.errors import ConfigError
+
+DATA_FORMATS = ("premise_hypothesis",)
+READERS = ("anli_jsonl", "jsonl", "tsv")
+LOSSES = ("cross_entropy",)
+ADV_LOSSES = ("symmetric_kl",)
+METRICS = ("accuracy",)
+ROLES = ("train", "dev", "test")
+
+_REQUIRED = ("data_format", "reader", "labels", "loss", "adv_loss", "metric", "splits")
+_OPTIONAL = ("label_names", "n_class", "dropout_p", "fields")
+_FIELD_KEYS = ("premise", "hypothesis", "label", "uid")
+_DEFAULT_FIELDS = {
+    "anli_jsonl": {"premise": "context", "hypothesis": "hypothesis", "label": "label", "uid": "uid"},
+    "jsonl": {"premise": "premise", "hypothesis": "hypothesis", "label": "label", "uid": "uid"},
+    "tsv": {"premise": "premise", "hypothesis": "hypothesis", "label": "label", "uid": "uid"},
+}
+
+
+@dataclass(frozen=True)
+class SplitDef:
+    name: str
+    path: str
+    role: str
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    name: str
+    data_format: str
+    reader: str
+    labels: tuple[str, ...]
+    label_names: tuple[str, ...]
+    loss: str
+    adv_loss: str
+    metric: str
+    dropout_p: float
+    fields: dict[str, str]
+    splits: dict[str, SplitDef]
+    source: str = field(default="", compare=False)
+
+    @property
+    def n_class(self) -> int:
+        return len(self.labels)
+
+    def splits_with_role(self, role: str) -> list[str]:
+        return [name for name, split in self.splits.items() if split.role == role]
+
+
+def _fail(source: str, where: str, what: str) -> ConfigError:
+    return ConfigError(f"{source}: {where}: {what}")
+
+
+def _expect_type(value: Any, kind: type | tuple[type, ...], *, source: str, where: str, what: str) -> Any:
+    # bool is an int in Python; a task file saying `dropout_p: true` is a mistake, not 1.0
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _fail(source, where, f"expected {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise _fail(source, where, f"expected {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _choice(value: Any, choices: tuple[str, ...], *, source: str, where: str) -> str:
+    _expect_type(value, str, source=source, where=where, what=f"one of {', '.join(choices)}")
+    if value not in choices:
+        raise _fail(source, where, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _parse_task(name: str, body: Any, *, source: str) -> TaskDef:
+    if not isinstance(body, dict):
+        raise _fail(source, name, f"expected a mapping of task settings, got {type(body).__name__}")
+    unknown = sorted(set(body) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        allowed = ", ".join(_REQUIRED + _OPTIONAL)
+        raise _fail(source, f"{name}.{unknown[0]}", f"unknown key (allowed: {allowed})")
+    for key in _REQUIRED:
+        if key not in body:
+            raise _fail(source, f"{name}.{key}", "missing required key")
+
+    data_format = _choice(body["data_format"], DATA_FORMATS, source=source, where=f"{name}.data_format")
+    reader = _choice(body["reader"], READERS, source=source, where=f"{name}.reader")
+    loss = _choice(body["loss"], LOSSES, source=source, where=f"{name}.loss")
+    adv_loss = _choice(body["adv_loss"], ADV_LOSSES, source=source, where=f"{name}.adv_loss")
+    metric = _choice(body["metric"], METRICS, source=source, where=f"{name}.metric")
+
+    labels = _expect_type(body["labels"], list, source=source, where=f"{name}.labels", what="a list of label strings")
+    if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+        raise _fail(source, f"{name}.labels", f"expected at least two non-empty label strings, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise _fail(source, f"{name}.labels", f"labels must be distinct, got {labels!r}")
+    label_names = body.get("label_names", labels)
+    _expect_type(label_names, list, source=source, where=f"{name}.label_names", what="a list of strings")
+    if len(label_names) != len(labels) or not all(isinstance(x, str) for x in label_names):
+        raise _fail(source, f"{name}.label_names", f"expected {len(labels)} strings, one per label")
+    if "n_class" in body:
+        n_class = _expect_type(body["n_class"], int, source=source, where=f"{name}.n_class", what="an integer")
+        if n_class != len(labels):
+            raise _fail(source, f"{name}.n_class", f"is {n_class} but {len(labels)} labels are listed")
+    dropout_p = body.get("dropout_p", 0.1)
+    _expect_type(dropout_p, (int, float), source=source, where=f"{name}.dropout_p", what="a number in [0, 1)")
+    if not 0.0 <= float(dropout_p) < 1.0:
+        raise _fail(source, f"{name}.dropout_p", f"expected a number in [0, 1), got {dropout_p!r}")
+
+    fields = dict(_DEFAULT_FIELDS[reader])
+    if "fields" in body:
+        given = _expect_type(body["fields"], dict, source=source, where=f"{name}.fields", what="a mapping")
+        for key, value in given.items():
+            if key not in _FIELD_KEYS:
+                raise _fail(source, f"{name}.fields.{key}", f"unknown key (allowed: {', '.join(_FIELD_KEYS)})")
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                raise _fail(source, f"{name}.fields.{key}", "expected a field name (or a column number for tsv)")
+            fields[key] = str(value)
+
+    raw_splits = _expect_type(body["splits"], dict, source=source, where=f"{name}.splits", what="a mapping of split names")
+    if not raw_splits:
+        raise _fail(source, f"{name}.splits", "expected at least one split")
+    splits: dict[str, SplitDef] = {}
+    for split_name, spec in raw_splits.items():
+        where = f"{name}.splits.{split_name}"
+        if not isinstance(split_name, str) or not split_name.replace("_", "").isalnum():
+            raise _fail(source, where, "split names must be letters, digits and underscores")
+        _expect_type(spec, dict, source=source, where=where, what="a mapping with path and role")
+        extra = sorted(set(spec) - {"path", "role"})
+        if extra:
+            raise _fail(source, f"{where}.{extra[0]}", "unknown key (allowed: path, role)")
+        for key in ("path", "role"):
+            if key not in spec:
+                raise _fail(source, f"{where}.{key}", "missing required key")
+        path = _expect_type(spec["path"], str, source=source, where=f"{where}.path", what="a relative file path")
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            raise _fail(source, f"{where}.path", f"expected a path inside the data folder, got {path!r}")
+        role = _choice(spec["role"], ROLES, source=source, where=f"{where}.role")
+        splits[split_name] = SplitDef(name=split_name, path=path, role=role)
+
+    return TaskDef(
+        name=name, data_format=data_format, reader=reader, labels=tuple(labels),
+        label_names=tuple(label_names), loss=loss, adv_loss=adv_loss, metric=metric,
+        dropout_p=float(dropout_p), fields=fields, splits=splits, source=source,
+    )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def load_task_defs(*, paths: list[str | Path]) -> dict[str, TaskDef]:
+    """Load and validate every task of the given YAML files; task names must be unique."""
+    tasks: dict[str, TaskDef] = {}
+    for path in paths:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: task definition file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: cannot read task definition file ({exc})") from None
+        try:
+            document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{source}{line}: invalid YAML: {problem}") from None
+        if not isinstance(document, dict) or not document:
+            raise ConfigError(f"{source}: expected a mapping of task names to task settings")
+        for name, body in document.items():
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(f"{source}: {name!r}: task names must be letters, digits, '_' or '-'")
+            if name in tasks:
+                raise ConfigError(f"{source}: {name}: duplicate task name (already defined in {tasks[name].source})")
+            tasks[name] = _parse_task(name, body, source=source)
+    return tasks

@@ -1,0 +1,366 @@
+"""The multi-task training loop: updates, evaluation after every epoch, checkpoints, resume.
+
+The loop's position (epoch, batch within the epoch, update count), the optimiser,
+scheduler and every RNG are checkpointed at update boundaries, and the batch order is a
+function of (seed, epoch); so ``--resume`` continues exactly where the run stopped and, on
+CPU, ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mt_dnn.batching import collate, plan_epoch, shard_indices
+from mt_dnn.checkpoint import CheckpointManager
+from mt_dnn.distributed import barrier, broadcast_object, gather_objects, shutdown
+from mt_dnn.epoch_stats import EpochStats
+from mt_dnn.evaluation import pooled_accuracy, predict_split, prediction_records
+from mt_dnn.precision import autocast_factory, enable_fast_matmul, grad_scaler
+from mt_dnn.rng_state import capture_rng_state, restore_rng_state
+from mt_dnn.run_files import MetricsLog, atomic_write_json, atomic_write_jsonl
+from mt_dnn.run_setup import RunSetup, prepare_run
+from mt_dnn.schedule import build_scheduler
+from mt_dnn.errors import UserError
+from mt_dnn.training_step import run_training_step
+
+logger = logging.getLogger(__name__)
+
+
+def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and normalisation weights (BERT's recipe)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 else decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=learning_rate,
+    )
+
+
+class _StopRequest:
+    """SIGTERM/SIGINT ask the loop to checkpoint at the next update boundary and exit."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a test thread)
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    def __init__(self, setup: RunSetup) -> None:
+        self.s = setup
+        config = setup.config
+        self.config = config
+        enable_fast_matmul(setup.device)
+        self.module = setup.model
+        self.model = self.module
+        if config.compile:
+            self.model = torch.compile(self.module, dynamic=True)
+        if setup.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None,
+                find_unused_parameters=len(setup.train_data) > 1,
+            )
+        self.autocast = autocast_factory(amp=config.amp, device=setup.device)
+        self.scaler = grad_scaler(amp=config.amp, device=setup.device)
+        self.optimizer = build_optimizer(self.module, learning_rate=config.learning_rate,
+                                         weight_decay=config.weight_decay)
+        self.batches_per_epoch = len(self._plan(0))
+        if self.batches_per_epoch == 0:
+            raise UserError("--train_datasets: no training batch (too few examples for the number of processes)")
+        self.updates_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accumulation)
+        self.total_updates = self.updates_per_epoch * config.epochs
+        self.scheduler = build_scheduler(optimizer=self.optimizer, total_steps=self.total_updates,
+                                         warmup=config.warmup)
+        self.special_ids = torch.tensor(sorted(set(setup.tokenizer.all_special_ids)), device=setup.device)
+        self.pad_id = setup.tokenizer.pad_token_id if setup.tokenizer.pad_token_id is not None else 0
+        self.checkpoints = CheckpointManager(setup.output_dir / "checkpoints", keep_last=config.keep_checkpoints)
+        self.metrics = MetricsLog(setup.output_dir / "metrics.jsonl")
+        self.is_main = setup.dist.is_main
+        # position
+        self.epoch, self.next_batch, self.global_step = 0, 0, 0
+        self.bad_steps = 0
+        self.best_score: float | None = None
+        self.stats = EpochStats()
+
+    # -- plan ---------------------------------------------------------------------------------
+    def _plan(self, epoch: int):
+        return plan_epoch(train_data=self.s.train_data, batch_size=self.config.batch_size, seed=self.config.seed,
+                          epoch=epoch, mode=self.config.batching, min_batch_size=self.s.dist.world_size)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _state(self, rng_states: list) -> dict:
+        return {
+            "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "rng": rng_states,  # one per rank, in rank order
+            "progress": {"epoch": self.epoch, "next_batch": self.next_batch, "global_step": self.global_step,
+                         "bad_steps": self.bad_steps},
+            "epoch_stats": self.stats.state_dict(),
+            "metrics_count": self.metrics.count() if self.is_main else 0,
+            "best_score": self.best_score if self.best_score is not None else float("nan"),
+        }
+
+    def save_checkpoint(self) -> None:
+        rng_states = gather_objects(self.s.dist, capture_rng_state())
+        if self.is_main:
+            info = {"epoch": self.epoch, "next_batch": self.next_batch, "global_step": self.global_step}
+            path = self.checkpoints.save(self._state(rng_states), step=self.global_step, info=info)
+            logger.info("checkpoint %s (update %d)", path, self.global_step)
+        barrier(self.s.dist)
+
+    def resume(self) -> None:
+        self.checkpoints.clean_partial_files() if self.is_main else None
+        barrier(self.s.dist)
+        found = self.checkpoints.load_latest(map_location=self.s.device)
+        if found is None:
+            logger.info("--resume: no checkpoint yet in %s; starting from the beginning", self.checkpoints.folder)
+            if self.is_main:
+                self.metrics.truncate(0)
+            return
+        path, state = found
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        if len(state["rng"]) != self.s.dist.world_size:
+            raise UserError(f"--resume: {path} was written by {len(state['rng'])} processes, not "
+                            f"{self.s.dist.world_size}; resume with the same number")
+        restore_rng_state(state["rng"][self.s.dist.rank])
+        progress = state["progress"]
+        self.epoch, self.next_batch = progress["epoch"], progress["next_batch"]
+        self.global_step, self.bad_steps = progress["global_step"], progress["bad_steps"]
+        self.stats.load_state_dict(state["epoch_stats"])
+        best = float(state["best_score"])
+        self.best_score = None if math.isnan(best) else best
+        if self.is_main:
+            self.metrics.truncate(int(state["metrics_count"]))
+        logger.info("resumed from %s: epoch %d, batch %d, update %d", path, self.epoch + 1, self.next_batch,
+                    self.global_step)
+
+    # -- training -----------------------------------------------------------------------------
+    def _group_size(self, plan, start: int) -> int:
+        """Examples in the accumulation group starting at batch ``start`` (the gradient's denominator)."""
+        group = plan[start : start + self.config.grad_accumulation]
+        return sum(len(b.indices) for b in group)
+
+    def _update(self) -> bool:
+        """Clip and step; False (update skipped) when the gradient is not finite."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        if self.config.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
+        finite = bool(torch.isfinite(norm))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skips by itself on inf; it also adjusts its scale
+            self.scaler.update()
+        elif finite:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return finite
+
+    def train_epoch(self, stop: _StopRequest) -> str | None:
+        """Run the rest of the current epoch; returns why it stopped early, or None."""
+        config, dist, device = self.config, self.s.dist, self.s.device
+        plan = self._plan(self.epoch)
+        self.model.train()
+        bar = tqdm(total=len(plan), initial=self.next_batch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+                   disable=config.no_progress or not self.is_main, dynamic_ncols=True)
+        group_total = None
+        while self.next_batch < len(plan):
+            position = self.next_batch
+            in_group = position % config.grad_accumulation
+            if in_group == 0:
+                group_total = self._group_size(plan, position)
+            is_last_in_group = in_group == config.grad_accumulation - 1 or position == len(plan) - 1
+            planned = plan[position]
+            data = self.s.train_data[planned.task]
+            shard = shard_indices(planned.indices, rank=dist.rank, world_size=dist.world_size)
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate(data, shard, pad_token_id=self.pad_id).items()}
+            sync = contextlib.nullcontext() if (is_last_in_group or not dist.enabled) else self.model.no_sync()
+            started = time.perf_counter()
+            finite = True
+            with sync:
+                outcome = run_training_step(
+                    model=self.model, forward_model=self.module, provider=self.s.provider, batch=batch,
+                    task=self.s.tasks[planned.task], adv_alpha=config.perturbation_options.get("adv_alpha", 0.0),
+                    special_ids=self.special_ids, normaliser=group_total / dist.world_size,
+                    autocast=self.autocast,
+                    backward=(lambda loss: self.scaler.scale(loss).backward()) if self.scaler is not None else None,
+                )
+            self.next_batch += 1
+            if is_last_in_group:
+                finite = math.isfinite(outcome.task_loss) and self._update()
+                self.global_step += 1
+                self.bad_steps = 0 if finite else self.bad_steps + 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            self.stats.add(outcome=outcome, seconds=time.perf_counter() - started, update_done=is_last_in_group,
+                           update_skipped=is_last_in_group and not finite)
+            bar.update(1)
+            bar.set_postfix(self.stats.postfix(), refresh=False)
+            if not is_last_in_group:
+                continue
+            if self.bad_steps >= config.max_bad_steps:
+                bar.close()
+                return "bad_steps"
+            if config.save_every and self.global_step % config.save_every == 0:
+                self.save_checkpoint()
+            if config.stop_at_step and self.global_step >= config.stop_at_step:
+                bar.close()
+                return "stop_at_step"
+            if broadcast_object(dist, stop.signal_name) if dist.enabled else stop.signal_name:
+                bar.close()
+                return "signal"
+        bar.close()
+        return None
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self) -> float | None:
+        """Evaluate every --test_datasets split, log metrics; the pooled dev score (mean over tasks)."""
+        results: dict = {}
+        for ref, data in self.s.eval_data.items():
+            task = self.s.tasks[ref.task]
+            result = predict_split(model=self.module, data=data, task=task, batch_size=self.config.eval_batch_size,
+                                   device=self.s.device, pad_token_id=self.pad_id, dist_info=self.s.dist,
+                                   autocast=self.autocast, show_progress=not self.config.no_progress)
+            results[ref] = result
+            if not self.is_main:
+                continue
+            role = task.splits[ref.split].role
+            record = {"kind": "eval", "epoch": self.epoch + 1, "global_step": self.global_step, "task": ref.task,
+                      "split": ref.split, "role": role, "examples": result["examples"],
+                      "accuracy": result.get("accuracy"), "loss": result.get("loss"),
+                      "wall_time_s": round(result["wall_time_s"], 3)}
+            self.metrics.append(record)
+            logger.info("epoch %d %s: accuracy %.4f (%d examples)", self.epoch + 1, ref,
+                        result.get("accuracy", float("nan")), result["examples"])
+            if self.config.save_predictions == "all":
+                atomic_write_jsonl(self.s.output_dir / "predictions" / f"epoch{self.epoch + 1}_{ref.task}_{ref.split}.jsonl",
+                                   prediction_records(data=data, task=task, result=result))
+        dev_scores = []
+        for task_name in sorted({ref.task for ref in results}):
+            task = self.s.tasks[task_name]
+            for role in ("dev", "test"):
+                refs = [ref for ref in results if ref.task == task_name and task.splits[ref.split].role == role
+                        and "accuracy" in results[ref]]
+                if not refs:
+                    continue
+                pooled = pooled_accuracy([results[ref] for ref in refs])
+                if role == "dev":
+                    dev_scores.append(pooled["accuracy"])
+                if self.is_main:
+                    self.metrics.append({"kind": "eval_pooled", "epoch": self.epoch + 1,
+                                         "global_step": self.global_step, "task": task_name, "role": role,
+                                         "splits": [ref.split for ref in refs], **pooled})
+        return sum(dev_scores) / len(dev_scores) if dev_scores else None
+
+    def end_epoch(self) -> None:
+        record = self.stats.epoch_record(epoch=self.epoch + 1, global_step=self.global_step)
+        if self.is_main:
+            self.metrics.append(record)
+        score = self.evaluate()
+        if score is not None and (self.best_score is None or score > self.best_score):
+            self.best_score = score
+            if self.is_main:
+                self.checkpoints.save_best({"model": self.module.state_dict()},
+                                           info={"epoch": self.epoch + 1, "global_step": self.global_step,
+                                                 "pooled_dev_accuracy": score})
+        self.epoch += 1
+        self.next_batch = 0
+        self.stats = EpochStats()
+        self.save_checkpoint()
+
+    def run(self) -> dict:
+        started = time.perf_counter()
+        if self.config.resume:
+            self.resume()
+        stopped = None
+        with _StopRequest() as stop:
+            while self.epoch < self.config.epochs:
+                stopped = self.train_epoch(stop) if self.next_batch < self.batches_per_epoch else None
+                if stopped is not None:
+                    break
+                self.end_epoch()
+                if stop.signal_name:
+                    stopped = "signal"
+                    break
+        summary = {"finished": stopped is None, "epochs": self.epoch, "updates": self.global_step,
+                   "total_updates": self.total_updates, "wall_time_s": round(time.perf_counter() - started, 3)}
+        if stopped == "bad_steps":
+            good = self.checkpoints.step_checkpoints()
+            raise UserError(f"stopped after {self.bad_steps} consecutive updates with a non-finite loss or gradient "
+                            f"(--max_bad_steps); last good checkpoint: {good[0] if good else 'none'}")
+        if stopped is not None:
+            self.save_checkpoint()
+            summary["stopped_at_step"] = self.global_step
+            summary["stop_reason"] = stopped
+            logger.info("stopped (%s) at update %d; continue with --resume", stopped, self.global_step)
+            return summary
+        if self.is_main:
+            summary.update(self._time_summary())
+            summary["best_dev_accuracy"] = self.best_score
+            summary["best_epoch"] = self._best_epoch()
+            atomic_write_json(self.s.output_dir / "run_summary.json", summary)
+        return summary
+
+    def _time_summary(self) -> dict:
+        epochs = [r for r in self.metrics.read() if r.get("kind") == "train_epoch"]
+        updates = sum(r["updates"] for r in epochs)
+        seconds = sum(r["seconds"] for r in epochs)
+        return {
+            "train_seconds": round(seconds, 3),
+            "seconds_per_update": seconds / updates if updates else None,
+            "forward_passes_per_update": epochs[-1]["forward_passes_per_update"] if epochs else None,
+            "backward_passes_per_update": epochs[-1]["backward_passes_per_update"] if epochs else None,
+        }
+
+    def _best_epoch(self) -> int | None:
+        pooled = {}
+        for r in self.metrics.read():
+            if r.get("kind") == "eval_pooled" and r["role"] == "dev":
+                pooled.setdefault(r["epoch"], []).append(r["accuracy"])
+        if not pooled:
+            return None
+        return max(sorted(pooled), key=lambda e: sum(pooled[e]) / len(pooled[e]))
+
+
+def train(*, config) -> dict:
+    setup = prepare_run(config)
+    try:
+        return Trainer(setup).run()
+    finally:
+        shutdown(setup.dist)

@@ -1,0 +1,90 @@
+"""The interface between the training step and a perturbation provider.
+
+The trainer builds a :class:`StepContext` after the step-1 forward pass; the provider
+returns a :class:`Perturbation` (the step-2 token embeddings) or None for no second pass.
+The perturbation is a constant with respect to the parameters: providers detach their
+delta, so gradients reach the embedding table only through the clean token embeddings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager
+
+import torch
+
+
+@dataclass
+class StepContext:
+    """What a provider may look at when it builds the step-2 input of one batch."""
+
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    token_type_ids: torch.Tensor | None
+    token_embeddings: torch.Tensor  # [B, T, D], step 1's input (carries the graph to the table)
+    logits: torch.Tensor  # [B, C], step 1's output
+    perturbable_mask: torch.Tensor  # [B, T] bool: real tokens that are not special tokens
+    # keyword-only: forward(inputs_embeds=..., [forward_context=...]) -> logits of this batch's
+    # task; it runs the bare module, so it never triggers a DDP gradient synchronisation.
+    forward: Callable[..., torch.Tensor]
+    adv_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (clean, perturbed) -> scalar
+    saliency: torch.Tensor | None = None  # [B, T] Σ_d |∂ step-1 loss / ∂ token embedding|
+
+
+@dataclass
+class Perturbation:
+    """A provider's answer: step 2's token embeddings and what was changed."""
+
+    embeddings: torch.Tensor  # [B, T, D] fed to step 2 as inputs_embeds
+    delta: torch.Tensor  # [B, T, D] detached, what was added (for the norm report)
+    changed: torch.Tensor  # [B, T] bool, positions whose input was changed
+    # Step 2 runs inside this context (e.g. a forward hook adding delta elsewhere in the model).
+    forward_context: Callable[[], ContextManager] = contextlib.nullcontext
+    # The tensor whose per-token L2 norm is the denominator of the noise share.
+    reference: torch.Tensor | None = None
+    skipped: bool = False  # True: no adversarial term this step (e.g. a non-finite SMART gradient)
+    extra_forwards: int = 0  # encoder passes the provider ran itself (SMART's ascent steps)
+    extra_backwards: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def perturbable_token_mask(
+    *, input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: torch.Tensor
+) -> torch.Tensor:
+    """Real (unpadded) tokens that are not special tokens: the only ones providers may change."""
+    return attention_mask.bool() & ~torch.isin(input_ids, special_ids)
+
+
+class PerturbationProvider:
+    """Base class; subclasses are registered with :func:`noise_training.registry.register_provider`."""
+
+    needs_saliency: bool = False
+
+    def __init__(self, *, options: dict[str, Any], model, tokenizer, cache_dir) -> None:
+        self.options = dict(options)
+
+    def perturb(self, ctx: StepContext) -> Perturbation | None:
+        raise NotImplementedError
+
+
+@torch.no_grad()
+def perturbation_stats(*, perturbation: Perturbation, token_embeddings: torch.Tensor,
+                       perturbable_mask: torch.Tensor) -> dict[str, float]:
+    """Share of perturbable tokens changed, and mean ‖δ‖₂/‖E‖₂ over the changed tokens."""
+    changed = perturbation.changed & perturbable_mask
+    n_perturbable = int(perturbable_mask.sum())
+    n_changed = int(changed.sum())
+    reference = perturbation.reference if perturbation.reference is not None else token_embeddings
+    if n_changed:
+        delta_norm = perturbation.delta.float().norm(dim=-1)[changed]
+        ref_norm = reference.detach().float().norm(dim=-1)[changed].clamp_min(1e-12)
+        noise_share = float((delta_norm / ref_norm).mean())
+    else:
+        noise_share = 0.0
+    return {
+        "changed_share": n_changed / n_perturbable if n_perturbable else 0.0,
+        "noise_share": noise_share,
+        "changed_tokens": float(n_changed),
+        "perturbable_tokens": float(n_perturbable),
+    }

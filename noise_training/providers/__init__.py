@@ -1,0 +1,1 @@
+"""One module per provider family; each registers its methods on import."""

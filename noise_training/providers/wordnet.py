@@ -1,0 +1,55 @@
+"""WordNet synonyms (paper Experiment 3): ``wordnet_1.0`` and ``wordnet_0.5``.
+
+Each perturbable token that is a whole word (not a piece of a longer one, see
+:mod:`noise_training.word_boundaries`) and has WordNet synonyms among the vocabulary's
+whole-word tokens moves toward one of them, drawn at random per occurrence: noise_size 1.0 feeds the synonym
+itself, 0.5 the midpoint. Tokens without a synonym are left unchanged (the paper: about 30%
+of BERT's tokens find one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from noise_training.base import Perturbation, PerturbationProvider, StepContext
+from noise_training.options import ADV_ALPHA
+from noise_training.registry import ProviderSpec, register_provider
+from noise_training.word_boundaries import whole_word_positions
+
+
+class WordNetNoise(PerturbationProvider):
+    def __init__(self, *, options, model, tokenizer, cache_dir) -> None:
+        from noise_training.synonyms import load_or_build_synonym_table
+        from noise_training.word_boundaries import word_start_vocabulary_mask
+
+        super().__init__(options=options, model=model, tokenizer=tokenizer, cache_dir=cache_dir)
+        self.noise_size = float(options["noise_size"])
+        self.embedding = model.encoder.get_input_embeddings()
+        table = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=Path(cache_dir) / "synonyms")
+        self.table = table.to(self.embedding.weight.device)
+        self.word_start = word_start_vocabulary_mask(tokenizer=tokenizer).to(self.embedding.weight.device)
+
+    def perturb(self, ctx: StepContext) -> Perturbation:
+        with torch.no_grad():
+            synonym_ids, has_synonym = self.table.sample(ctx.input_ids)
+            whole_words = whole_word_positions(input_ids=ctx.input_ids, real_tokens=ctx.perturbable_mask,
+                                               word_start_vocab=self.word_start)
+            changed = whole_words & has_synonym
+            original = ctx.token_embeddings.detach()
+            synonym = self.embedding.weight[synonym_ids].to(original.dtype)
+            delta = torch.where(changed.unsqueeze(-1), self.noise_size * (synonym - original), 0.0)
+        return Perturbation(embeddings=ctx.token_embeddings + delta, delta=delta, changed=changed)
+
+
+register_provider(ProviderSpec(
+    name="wordnet_1.0", factory=WordNetNoise, aliases=("wordnet-replace",), options=(ADV_ALPHA,),
+    fixed={"noise_size": 1.0},
+    summary="each token with WordNet synonyms is replaced by one drawn at random",
+))
+register_provider(ProviderSpec(
+    name="wordnet_0.5", factory=WordNetNoise, aliases=("wordnet-half",), options=(ADV_ALPHA,),
+    fixed={"noise_size": 0.5},
+    summary="each token with WordNet synonyms moves halfway toward one drawn at random",
+))

