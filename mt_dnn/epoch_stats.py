@@ -1,12 +1,20 @@
 """Per-epoch running figures: train loss, time per update, passes, and what the provider did.
 
-They are part of the checkpoint, so a resumed epoch reports the same means as an
-uninterrupted one (times excepted).
+They are part of the checkpoint (one copy per rank), so a resumed epoch reports the same
+means as an uninterrupted one (times excepted). Under ``torchrun`` every rank sees only its
+share of each batch; it weights its per-batch figures by that share (its examples / the
+batch's examples) and the epoch record sums the weighted figures over all ranks, so the
+record equals what one process would report for the same global batches.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+
+# Figures that differ between ranks and are summed over ranks for the epoch record; the
+# others (batches, updates, passes, skipped updates) are the same on every rank.
+_PER_RANK = ("examples", "loss_sum", "loss_count", "perturbed_batches", "changed_share_sum", "noise_share_sum",
+             "adv_loss_sum", "adv_loss_count", "adv_skipped")
 
 
 @dataclass
@@ -14,45 +22,58 @@ class EpochStats:
     batches: int = 0
     updates: int = 0
     skipped_updates: int = 0
+    examples: int = 0
     loss_sum: float = 0.0
-    loss_count: int = 0
+    loss_count: float = 0.0
     seconds: float = 0.0
     forwards: int = 0
     backwards: int = 0
-    perturbed_batches: int = 0
+    perturbed_batches: float = 0.0
     changed_share_sum: float = 0.0
     noise_share_sum: float = 0.0
     adv_loss_sum: float = 0.0
-    adv_loss_count: int = 0
-    adv_skipped: int = 0
+    adv_loss_count: float = 0.0
+    adv_skipped: float = 0.0
 
-    def add(self, *, outcome, seconds: float, update_done: bool, update_skipped: bool) -> None:
+    def add(self, *, outcome, seconds: float, update_done: bool, update_skipped: bool,
+            examples: int = 0, share: float = 1.0) -> None:
+        """One (micro-)batch; ``share`` is this rank's part of the global batch (1 in one process)."""
         self.batches += 1
+        self.examples += examples
         self.seconds += seconds
         self.forwards += outcome.forwards
         self.backwards += outcome.backwards
         if outcome.task_loss == outcome.task_loss:  # not NaN
-            self.loss_sum += outcome.task_loss
-            self.loss_count += 1
+            self.loss_sum += share * outcome.task_loss
+            self.loss_count += share
         if update_done:
             self.updates += 1
             self.skipped_updates += int(update_skipped)
         if outcome.stats:
-            self.perturbed_batches += 1
-            self.changed_share_sum += outcome.stats["changed_share"]
-            self.noise_share_sum += outcome.stats["noise_share"]
+            self.perturbed_batches += share
+            self.changed_share_sum += share * outcome.stats["changed_share"]
+            self.noise_share_sum += share * outcome.stats["noise_share"]
         if outcome.adv_loss is not None:
-            self.adv_loss_sum += outcome.adv_loss
-            self.adv_loss_count += 1
-        self.adv_skipped += int(outcome.adv_skipped)
+            self.adv_loss_sum += share * outcome.adv_loss
+            self.adv_loss_count += share
+        self.adv_skipped += share * int(outcome.adv_skipped)
 
     def postfix(self) -> dict[str, str]:
-        shown = {"loss": f"{self.loss_sum / max(1, self.loss_count):.4f}"}
+        shown = {"loss": f"{self.loss_sum / max(1e-12, self.loss_count):.4f}"}
         if self.perturbed_batches:
-            shown["adv"] = f"{self.adv_loss_sum / max(1, self.adv_loss_count):.2e}"
+            shown["adv"] = f"{self.adv_loss_sum / max(1e-12, self.adv_loss_count):.2e}"
             shown["changed"] = f"{100 * self.changed_share_sum / self.perturbed_batches:.0f}%"
             shown["noise"] = f"{100 * self.noise_share_sum / self.perturbed_batches:.3g}%"
+        if self.skipped_updates:
+            shown["skipped"] = str(self.skipped_updates)
         return shown
+
+    def summed_over(self, per_rank: list[dict]) -> "EpochStats":
+        """These stats with the per-rank figures replaced by their sum over ``per_rank`` (state dicts)."""
+        total = EpochStats(**self.state_dict())
+        for name in _PER_RANK:
+            setattr(total, name, sum(state.get(name, 0) for state in per_rank))
+        return total
 
     def epoch_record(self, *, epoch: int, global_step: int) -> dict:
         updates = max(1, self.updates)
@@ -60,6 +81,7 @@ class EpochStats:
             "kind": "train_epoch", "epoch": epoch, "global_step": global_step,
             "train_loss": self.loss_sum / self.loss_count if self.loss_count else None,
             "updates": self.updates, "skipped_updates": self.skipped_updates, "batches": self.batches,
+            "examples": self.examples,
             "seconds": round(self.seconds, 4), "seconds_per_update": self.seconds / updates,
             "forward_passes_per_update": self.forwards / updates,
             "backward_passes_per_update": self.backwards / updates,
@@ -69,7 +91,8 @@ class EpochStats:
                 "changed_share": self.changed_share_sum / self.perturbed_batches,
                 "noise_share": self.noise_share_sum / self.perturbed_batches,
                 "adv_loss": self.adv_loss_sum / self.adv_loss_count if self.adv_loss_count else None,
-                "skipped_steps": self.adv_skipped,
+                # a step counts in proportion to the share of its examples whose term was skipped
+                "skipped_steps": int(round(self.adv_skipped)),
             }
         return record
 
@@ -77,5 +100,7 @@ class EpochStats:
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
+        known = {f.name for f in fields(self)}
         for key, value in state.items():
-            setattr(self, key, value)
+            if key in known:
+                setattr(self, key, value)

@@ -30,7 +30,17 @@ def grad_scaler(*, amp: str, device: torch.device):
 
 
 def enable_fast_matmul(device: torch.device) -> None:
-    """TF32 tensor cores for float32 matmuls on Ampere and newer GPUs (a ~10-bit mantissa)."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
+    """TF32 tensor cores for float32 matmuls and convolutions on Ampere and newer GPUs (a ~10-bit mantissa).
+
+    A no-op on the CPU. PyTorch 2.9 replaced the ``allow_tf32`` switches by ``fp32_precision``
+    (and warns about the old ones), so the new setting is used where it exists.
+    """
+    if device.type != "cuda":
+        return
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
+        matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

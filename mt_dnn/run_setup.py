@@ -2,7 +2,8 @@
 
 Flags, task definitions, split files and the output folder are checked before the model
 or data are loaded, and nothing is written to the output folder until every check has
-passed, so a bad input costs seconds and leaves nothing half-written.
+passed (:func:`prepare_run` only reads; :func:`start_run_folder` writes, after the trainer
+is built), so a bad input costs seconds and leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import torch
 from mt_dnn.datasets import (
     SplitRef, check_files_exist, load_splits, parse_dataset_list, resolve_data_dirs, training_tables,
 )
-from mt_dnn.distributed import DistInfo, init_distributed
+from mt_dnn.distributed import DistInfo, barrier, init_distributed
 from mt_dnn.errors import ConfigError
 from mt_dnn.features import TokenizedSplit
 from mt_dnn.model import MultiTaskModel, build_model
@@ -51,6 +53,7 @@ class RunSetup:
     train_data: dict[str, TokenizedSplit]
     eval_data: dict[SplitRef, TokenizedSplit]
     model_path: str
+    record: dict  # what run_config.json holds
 
 
 def default_cache_dir() -> Path:
@@ -77,11 +80,17 @@ def load_tokenizer(model_path: str):
     try:
         return AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--model {model_path}: cannot load its tokenizer ({first})") from None
+        raise ConfigError(f"--model {model_path}: cannot load its tokenizer ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_output_dir(*, output_dir: Path, resume: bool, overwrite: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"--output_dir {output_dir}: exists and is not a folder")
     existing = [name for name in RUN_RESULT_FILES if (output_dir / name).exists()]
     if existing and not (resume or overwrite):
         raise ConfigError(
@@ -121,6 +130,7 @@ def resolved_config(config, *, setup_dist: DistInfo, device: torch.device, data_
 
 
 def prepare_run(config) -> RunSetup:
+    """Check every input and load tokenizer, data, model and provider; writes nothing."""
     dist = init_distributed(device_kind="cuda" if pick_device(config.device).type == "cuda" else "cpu")
     device = pick_device(config.device, local_rank=dist.local_rank)
     # Every rank draws its own dropout masks; the data order depends on --seed alone.
@@ -139,38 +149,61 @@ def prepare_run(config) -> RunSetup:
 
     model_path = resolve_model_name(config.model)
     tokenizer = load_tokenizer(model_path)
+    record = resolved_config(config, setup_dist=dist, device=device, data_dirs=data_dirs,
+                             cache_dir=cache_dir, model_path=model_path)
+    if config.resume:
+        _check_resume_compatible(output_dir=output_dir, record=record)
     common = dict(tasks=tasks, data_dirs=data_dirs, tokenizer=tokenizer, max_seq_len=config.max_seq_len,
                   cache_dir=cache_dir / "tokens")
     train_data = training_tables(load_splits(refs=train_refs, max_examples=config.max_train_examples, **common))
     eval_data = load_splits(refs=eval_refs, max_examples=config.max_eval_examples, **common)
 
-    model = build_model(model_name=model_path, tasks={name: tasks[name] for name in trained}, tokenizer=tokenizer)
+    try:
+        model = build_model(model_name=model_path, tasks={name: tasks[name] for name in trained}, tokenizer=tokenizer)
+    except (OSError, ValueError) as exc:  # e.g. a folder with a tokenizer but no weights
+        raise ConfigError(f"--model {model_path}: cannot load the model ({_first_line(exc)})") from None
     model.to(device)
     provider = build_provider(name=config.perturbation, options=config.perturbation_options, model=model,
                               tokenizer=tokenizer, cache_dir=cache_dir)
+    return RunSetup(config=config, dist=dist, device=device, output_dir=output_dir, cache_dir=cache_dir,
+                    tasks=tasks, tokenizer=tokenizer, model=model, provider=provider, train_data=train_data,
+                    eval_data=eval_data, model_path=model_path, record=record)
 
-    if dist.is_main:
+
+def start_run_folder(setup: RunSetup) -> None:
+    """Create or clear the output folder and write run_config.json and model/ (rank 0 only).
+
+    Called once every check has passed on every rank, so a bad input leaves the folder as it was.
+    """
+    barrier(setup.dist)  # no rank may still be checking the folder while rank 0 changes it
+    config, output_dir = setup.config, setup.output_dir
+    if setup.dist.is_main:
         if config.overwrite:
             clear_previous_run(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        record = resolved_config(config, setup_dist=dist, device=device, data_dirs=data_dirs,
-                                 cache_dir=cache_dir, model_path=model_path)
-        if config.resume:
-            _check_resume_compatible(output_dir=output_dir, record=record)
-        else:
-            atomic_write_json(output_dir / "run_config.json", record)
-            model_dir = output_dir / "model"
-            model.encoder.config.save_pretrained(model_dir)
-            tokenizer.save_pretrained(model_dir)
-    return RunSetup(config=config, dist=dist, device=device, output_dir=output_dir, cache_dir=cache_dir,
-                    tasks=tasks, tokenizer=tokenizer, model=model, provider=provider, train_data=train_data,
-                    eval_data=eval_data, model_path=model_path)
+        if not config.resume:
+            # model/ is several files: build it beside its final name and rename it whole.
+            staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".model.", suffix=".tmp"))
+            try:
+                setup.model.encoder.config.save_pretrained(staging)
+                setup.tokenizer.save_pretrained(staging)
+                os.replace(staging, output_dir / "model")
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            atomic_write_json(output_dir / "run_config.json", setup.record)
+    barrier(setup.dist)
 
 
 def _check_resume_compatible(*, output_dir: Path, record: dict) -> None:
     import json
 
-    saved = json.loads((output_dir / "run_config.json").read_text(encoding="utf-8"))
+    path = output_dir / "run_config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--resume: {path}: unreadable ({exc}); resume needs the run's own run_config.json") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {path}: expected a JSON object; resume needs the run's own run_config.json")
     for key in RESUME_INVARIANTS:
         if key in saved and saved[key] != record.get(key):
             raise ConfigError(

@@ -1,15 +1,25 @@
 """The multi-task training loop: updates, evaluation after every epoch, checkpoints, resume.
 
 The loop's position (epoch, batch within the epoch, update count), the optimiser,
-scheduler and every RNG are checkpointed at update boundaries, and the batch order is a
-function of (seed, epoch); so ``--resume`` continues exactly where the run stopped and, on
-CPU, ends with the same weights as an uninterrupted run.
+scheduler, running epoch figures and every rank's RNGs are checkpointed at update
+boundaries, and the batch order is a function of (seed, epoch); so ``--resume`` continues
+exactly where the run stopped and, on CPU, ends with the same weights as an uninterrupted
+run with the same number of processes.
+
+Under ``torchrun`` the step-1 pass goes through DistributedDataParallel and everything else
+(step 2, the providers' inner passes, evaluation) through the bare module, so DDP sees one
+forward per backward. Every decision that changes what a rank does next (skip an update,
+stop on a signal) is agreed by all ranks first, so they can never drift apart or deadlock.
+
+A non-finite task loss or gradient skips the update (counted as ``skipped_updates``); no
+checkpoint is written while the last update was bad or the weights are not finite, so the
+newest checkpoint is always a good one; ``--max_bad_steps`` consecutive bad updates stop
+the run with one line naming that checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import signal
@@ -20,14 +30,14 @@ import torch
 from tqdm.auto import tqdm
 
 from mt_dnn.batching import collate, plan_epoch, shard_indices
-from mt_dnn.checkpoint import CheckpointManager
-from mt_dnn.distributed import barrier, broadcast_object, gather_objects, shutdown
+from mt_dnn.checkpoint import CheckpointError, CheckpointManager, read_checkpoint
+from mt_dnn.distributed import any_rank, barrier, broadcast_object, gather_objects, shutdown
 from mt_dnn.epoch_stats import EpochStats
 from mt_dnn.evaluation import pooled_accuracy, predict_split, prediction_records
 from mt_dnn.precision import autocast_factory, enable_fast_matmul, grad_scaler
 from mt_dnn.rng_state import capture_rng_state, restore_rng_state
 from mt_dnn.run_files import MetricsLog, atomic_write_json, atomic_write_jsonl
-from mt_dnn.run_setup import RunSetup, prepare_run
+from mt_dnn.run_setup import RunSetup, prepare_run, start_run_folder
 from mt_dnn.schedule import build_scheduler
 from mt_dnn.errors import UserError
 from mt_dnn.training_step import run_training_step
@@ -48,12 +58,31 @@ def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_deca
     )
 
 
+def _no_forward_buffer_sync() -> dict:
+    """DDP's keyword for "do not broadcast buffers every forward": renamed in recent torch."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
 class _StopRequest:
-    """SIGTERM/SIGINT ask the loop to checkpoint at the next update boundary and exit."""
+    """SIGTERM/SIGINT ask the loop to checkpoint at the next update boundary and exit.
+
+    A second Ctrl-C raises KeyboardInterrupt at once (the checkpoint files are atomic, so
+    that, too, leaves the folder resumable).
+    """
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
         self._previous = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,7 +93,10 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self.signal_name == "SIGINT" and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
         self.signal_name = signal.Signals(signum).name
+        logger.warning("%s received: checkpointing at the next update boundary, then stopping", self.signal_name)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
@@ -78,15 +110,19 @@ class Trainer:
         self.config = config
         enable_fast_matmul(setup.device)
         self.module = setup.model
-        self.model = self.module
-        if config.compile:
-            self.model = torch.compile(self.module, dynamic=True)
+        # step 2 runs through ``compiled`` (never DDP); step 1 through ``model``
+        self.compiled = torch.compile(self.module, dynamic=True) if config.compile else self.module
+        self.model = self.compiled
         if setup.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             self.model = DistributedDataParallel(
-                self.model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None,
+                self.compiled, device_ids=[setup.device.index] if setup.device.type == "cuda" else None,
+                # each batch goes through one task's head; the other heads get no gradient
                 find_unused_parameters=len(setup.train_data) > 1,
+                # the encoders' buffers are constants (position ids); syncing them every
+                # forward would only add a collective
+                **_no_forward_buffer_sync(),
             )
         self.autocast = autocast_factory(amp=config.amp, device=setup.device)
         self.scaler = grad_scaler(amp=config.amp, device=setup.device)
@@ -109,6 +145,7 @@ class Trainer:
         self.bad_steps = 0
         self.best_score: float | None = None
         self.stats = EpochStats()
+        self._saved_at: tuple | None = None  # position of the newest checkpoint written
 
     # -- plan ---------------------------------------------------------------------------------
     def _plan(self, epoch: int):
@@ -116,7 +153,10 @@ class Trainer:
                           epoch=epoch, mode=self.config.batching, min_batch_size=self.s.dist.world_size)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def _state(self, rng_states: list) -> dict:
+    def _position(self) -> tuple:
+        return (self.epoch, self.next_batch, self.global_step)
+
+    def _state(self, rng_states: list, stats_states: list) -> dict:
         return {
             "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -124,44 +164,94 @@ class Trainer:
             "rng": rng_states,  # one per rank, in rank order
             "progress": {"epoch": self.epoch, "next_batch": self.next_batch, "global_step": self.global_step,
                          "bad_steps": self.bad_steps},
-            "epoch_stats": self.stats.state_dict(),
+            "epoch_stats": stats_states,  # one per rank, in rank order
             "metrics_count": self.metrics.count() if self.is_main else 0,
             "best_score": self.best_score if self.best_score is not None else float("nan"),
         }
 
-    def save_checkpoint(self) -> None:
+    def _weights_finite(self) -> bool:
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.module.parameters()]).all())
+
+    def save_checkpoint(self) -> Path | None:
+        """Checkpoint the current position (all ranks call this); None when it is not written.
+
+        Nothing is written while the last update was bad or the weights are not finite: such
+        a checkpoint would rotate out a good one (every rank takes the same decision, since
+        the skip decisions are agreed and the weights are identical).
+        """
+        if self._saved_at == self._position():
+            return None
+        if self.bad_steps or not self._weights_finite():
+            logger.warning("update %d: not checkpointing, the last update had a non-finite loss, gradient or "
+                           "weights; the newest checkpoint stays %s", self.global_step, self.newest_checkpoint())
+            return None
         rng_states = gather_objects(self.s.dist, capture_rng_state())
+        stats_states = gather_objects(self.s.dist, self.stats.state_dict())
+        path = None
         if self.is_main:
             info = {"epoch": self.epoch, "next_batch": self.next_batch, "global_step": self.global_step}
-            path = self.checkpoints.save(self._state(rng_states), step=self.global_step, info=info)
+            path = self.checkpoints.save(self._state(rng_states, stats_states), step=self.global_step, info=info)
             logger.info("checkpoint %s (update %d)", path, self.global_step)
+        self._saved_at = self._position()
         barrier(self.s.dist)
+        return path
+
+    def newest_checkpoint(self) -> str:
+        found = self.checkpoints.step_checkpoints()
+        return str(found[0]) if found else "none (no checkpoint written yet)"
 
     def resume(self) -> None:
-        self.checkpoints.clean_partial_files() if self.is_main else None
-        barrier(self.s.dist)
-        found = self.checkpoints.load_latest(map_location=self.s.device)
-        if found is None:
+        found, problem = None, None
+        if self.is_main:
+            self.checkpoints.clean_partial_files()
+            try:
+                found = self.checkpoints.load_latest(map_location=self.s.device)
+            except CheckpointError as exc:
+                problem = str(exc)
+        # Rank 0 picks the checkpoint (falling back past corrupt ones, saying so) and tells
+        # the other ranks which, or why there is none, so that all resume from one state.
+        chosen, problem = broadcast_object(self.s.dist, (str(found[0]) if found else None, problem))
+        if problem:
+            raise CheckpointError(problem)
+        if chosen is None:
             logger.info("--resume: no checkpoint yet in %s; starting from the beginning", self.checkpoints.folder)
             if self.is_main:
                 self.metrics.truncate(0)
             return
-        path, state = found
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
+        if self.is_main:
+            path, state = found
+        else:
+            path = Path(chosen)
+            state = read_checkpoint(path, map_location=self.s.device)
+        self._load_state(path, state)
+
+    def _load_state(self, path: Path, state: dict) -> None:
+        required = ("model", "optimizer", "scheduler", "scaler", "rng", "progress", "epoch_stats", "metrics_count",
+                    "best_score")
+        missing = [key for key in required if key not in state]
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint of this program (missing {', '.join(missing)})")
         if len(state["rng"]) != self.s.dist.world_size:
             raise UserError(f"--resume: {path} was written by {len(state['rng'])} processes, not "
                             f"{self.s.dist.world_size}; resume with the same number")
+        try:
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.scaler is not None and state["scaler"]:
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: does not fit this model or optimiser ({first})") from None
         restore_rng_state(state["rng"][self.s.dist.rank])
         progress = state["progress"]
         self.epoch, self.next_batch = progress["epoch"], progress["next_batch"]
         self.global_step, self.bad_steps = progress["global_step"], progress["bad_steps"]
-        self.stats.load_state_dict(state["epoch_stats"])
+        stats = state["epoch_stats"]
+        self.stats.load_state_dict(stats[self.s.dist.rank] if isinstance(stats, list) else stats)
         best = float(state["best_score"])
         self.best_score = None if math.isnan(best) else best
+        self._saved_at = self._position()
         if self.is_main:
             self.metrics.truncate(int(state["metrics_count"]))
         logger.info("resumed from %s: epoch %d, batch %d, update %d", path, self.epoch + 1, self.next_batch,
@@ -173,21 +263,28 @@ class Trainer:
         group = plan[start : start + self.config.grad_accumulation]
         return sum(len(b.indices) for b in group)
 
-    def _update(self) -> bool:
-        """Clip and step; False (update skipped) when the gradient is not finite."""
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.module.parameters() if p.grad is not None]
-        if self.config.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        else:
-            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
-        finite = bool(torch.isfinite(norm))
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)  # skips by itself on inf; it also adjusts its scale
-            self.scaler.update()
-        elif finite:
-            self.optimizer.step()
+    def _update(self, *, skip: bool) -> bool:
+        """Clip and step; False (update skipped) when ``skip`` or the gradient is not finite.
+
+        The gradient is cleared and the schedule advances either way, so a skipped update
+        leaves nothing behind for the next one.
+        """
+        finite = False
+        if not skip:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.module.parameters() if p.grad is not None]
+            if self.config.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            else:
+                norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
+            # after DDP's all-reduce the gradient, hence this decision, is the same on every rank
+            finite = bool(torch.isfinite(norm))
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)  # skips by itself on inf; it also adjusts its scale
+                self.scaler.update()
+            elif finite:
+                self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return finite
@@ -200,11 +297,13 @@ class Trainer:
         bar = tqdm(total=len(plan), initial=self.next_batch, desc=f"epoch {self.epoch + 1}/{config.epochs}",
                    disable=config.no_progress or not self.is_main, dynamic_ncols=True)
         group_total = None
+        group_bad = False
         while self.next_batch < len(plan):
             position = self.next_batch
             in_group = position % config.grad_accumulation
             if in_group == 0:
                 group_total = self._group_size(plan, position)
+                group_bad = False
             is_last_in_group = in_group == config.grad_accumulation - 1 or position == len(plan) - 1
             planned = plan[position]
             data = self.s.train_data[planned.task]
@@ -220,16 +319,22 @@ class Trainer:
                     special_ids=self.special_ids, normaliser=group_total / dist.world_size,
                     autocast=self.autocast,
                     backward=(lambda loss: self.scaler.scale(loss).backward()) if self.scaler is not None else None,
+                    adv_model=self.compiled,
                 )
             self.next_batch += 1
+            # a non-finite loss poisons the gradient of its whole accumulation group
+            group_bad = group_bad or not math.isfinite(outcome.task_loss)
+            stop_requested = False
             if is_last_in_group:
-                finite = math.isfinite(outcome.task_loss) and self._update()
+                group_bad, stop_requested = any_rank(dist, [group_bad, stop.requested], device=device)
+                finite = self._update(skip=group_bad)
                 self.global_step += 1
                 self.bad_steps = 0 if finite else self.bad_steps + 1
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
             self.stats.add(outcome=outcome, seconds=time.perf_counter() - started, update_done=is_last_in_group,
-                           update_skipped=is_last_in_group and not finite)
+                           update_skipped=is_last_in_group and not finite, examples=len(shard),
+                           share=len(shard) / len(planned.indices))
             bar.update(1)
             bar.set_postfix(self.stats.postfix(), refresh=False)
             if not is_last_in_group:
@@ -242,7 +347,7 @@ class Trainer:
             if config.stop_at_step and self.global_step >= config.stop_at_step:
                 bar.close()
                 return "stop_at_step"
-            if broadcast_object(dist, stop.signal_name) if dist.enabled else stop.signal_name:
+            if stop_requested:
                 bar.close()
                 return "signal"
         bar.close()
@@ -289,11 +394,13 @@ class Trainer:
         return sum(dev_scores) / len(dev_scores) if dev_scores else None
 
     def end_epoch(self) -> None:
-        record = self.stats.epoch_record(epoch=self.epoch + 1, global_step=self.global_step)
+        per_rank = gather_objects(self.s.dist, self.stats.state_dict())
+        record = self.stats.summed_over(per_rank).epoch_record(epoch=self.epoch + 1, global_step=self.global_step)
         if self.is_main:
             self.metrics.append(record)
         score = self.evaluate()
-        if score is not None and (self.best_score is None or score > self.best_score):
+        good = not self.bad_steps and score is not None and math.isfinite(score)
+        if good and (self.best_score is None or score > self.best_score):
             self.best_score = score
             if self.is_main:
                 self.checkpoints.save_best({"model": self.module.state_dict()},
@@ -315,19 +422,22 @@ class Trainer:
                 if stopped is not None:
                     break
                 self.end_epoch()
-                if stop.signal_name:
+                if self.epoch < self.config.epochs and any_rank(self.s.dist, [stop.requested], device=self.s.device)[0]:
                     stopped = "signal"
                     break
+            if stopped not in (None, "bad_steps"):
+                self.save_checkpoint()  # still inside: a second SIGTERM must not cut this short
         summary = {"finished": stopped is None, "epochs": self.epoch, "updates": self.global_step,
                    "total_updates": self.total_updates, "wall_time_s": round(time.perf_counter() - started, 3)}
         if stopped == "bad_steps":
-            good = self.checkpoints.step_checkpoints()
             raise UserError(f"stopped after {self.bad_steps} consecutive updates with a non-finite loss or gradient "
-                            f"(--max_bad_steps); last good checkpoint: {good[0] if good else 'none'}")
+                            f"(--max_bad_steps {self.config.max_bad_steps}); last good checkpoint: "
+                            f"{self.newest_checkpoint()}")
         if stopped is not None:
-            self.save_checkpoint()
             summary["stopped_at_step"] = self.global_step
             summary["stop_reason"] = stopped
+            if stopped == "signal":
+                summary["signal"] = stop.signal_name or "SIGTERM"  # another rank may have received it
             logger.info("stopped (%s) at update %d; continue with --resume", stopped, self.global_step)
             return summary
         if self.is_main:
@@ -361,6 +471,8 @@ class Trainer:
 def train(*, config) -> dict:
     setup = prepare_run(config)
     try:
-        return Trainer(setup).run()
+        trainer = Trainer(setup)  # its checks, too, come before anything is written
+        start_run_folder(setup)
+        return trainer.run()
     finally:
         shutdown(setup.dist)

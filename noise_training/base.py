@@ -4,6 +4,11 @@ The trainer builds a :class:`StepContext` after the step-1 forward pass; the pro
 returns a :class:`Perturbation` (the step-2 token embeddings) or None for no second pass.
 The perturbation is a constant with respect to the parameters: providers detach their
 delta, so gradients reach the embedding table only through the clean token embeddings.
+
+A provider whose perturbation needs nothing from step 1 (only the ids, the token
+embeddings and the mask) says so with ``depends_on_step1 = False``: the trainer then asks
+for it *before* step 1 (``ctx.logits`` is None) and runs steps 1 and 2 as one forward pass
+over the batch [clean; perturbed], which does the same arithmetic in half the passes.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ class StepContext:
     attention_mask: torch.Tensor  # [B, T]
     token_type_ids: torch.Tensor | None
     token_embeddings: torch.Tensor  # [B, T, D], step 1's input (carries the graph to the table)
-    logits: torch.Tensor  # [B, C], step 1's output
+    logits: torch.Tensor | None  # [B, C], step 1's output; None when asked before step 1
     perturbable_mask: torch.Tensor  # [B, T] bool: real tokens that are not special tokens
     # keyword-only: forward(inputs_embeds=..., [forward_context=...]) -> logits of this batch's
     # task; it runs the bare module, so it never triggers a DDP gradient synchronisation.
@@ -60,6 +65,9 @@ class PerturbationProvider:
     """Base class; subclasses are registered with :func:`noise_training.registry.register_provider`."""
 
     needs_saliency: bool = False
+    # False: perturb() reads only ids, token embeddings and masks (never logits or saliency),
+    # so the trainer may call it before step 1 and fuse steps 1 and 2 into one pass.
+    depends_on_step1: bool = True
 
     def __init__(self, *, options: dict[str, Any], model, tokenizer, cache_dir) -> None:
         self.options = dict(options)
@@ -69,22 +77,50 @@ class PerturbationProvider:
 
 
 @torch.no_grad()
-def perturbation_stats(*, perturbation: Perturbation, token_embeddings: torch.Tensor,
-                       perturbable_mask: torch.Tensor) -> dict[str, float]:
-    """Share of perturbable tokens changed, and mean ‖δ‖₂/‖E‖₂ over the changed tokens."""
+def delta_toward(*, original: torch.Tensor, target_ids: torch.Tensor, weight: torch.Tensor, changed: torch.Tensor,
+                 size: float) -> torch.Tensor:
+    """size · (weight[target_ids] − original) where ``changed``, 0 elsewhere: [B, T, D], detached.
+
+    One gather of the target rows, then in-place arithmetic on that fresh tensor (no extra
+    [B, T, D] temporaries): this runs every step, so it is kept to a few passes over memory.
+    """
+    delta = torch.nn.functional.embedding(target_ids, weight.detach())
+    if delta.dtype != original.dtype:
+        delta = delta.to(original.dtype)
+    delta.sub_(original.detach())
+    return delta.mul_((changed.unsqueeze(-1) * size).to(delta.dtype))
+
+
+@torch.no_grad()
+def perturbation_stat_sums(*, perturbation: Perturbation, token_embeddings: torch.Tensor,
+                           perturbable_mask: torch.Tensor) -> torch.Tensor:
+    """float32 [3] on the batch's device: changed tokens, perturbable tokens, Σ ‖δ‖₂/‖E‖₂ over changed.
+
+    No host synchronisation (no ``.item()``, no boolean indexing), so the training step can
+    read these together with its losses in one transfer.
+    """
     changed = perturbation.changed & perturbable_mask
-    n_perturbable = int(perturbable_mask.sum())
-    n_changed = int(changed.sum())
     reference = perturbation.reference if perturbation.reference is not None else token_embeddings
-    if n_changed:
-        delta_norm = perturbation.delta.float().norm(dim=-1)[changed]
-        ref_norm = reference.detach().float().norm(dim=-1)[changed].clamp_min(1e-12)
-        noise_share = float((delta_norm / ref_norm).mean())
-    else:
-        noise_share = 0.0
+    ratio = perturbation.delta.float().norm(dim=-1) / reference.detach().float().norm(dim=-1).clamp_min(1e-12)
+    return torch.stack([
+        changed.sum().float(), perturbable_mask.sum().float(), torch.where(changed, ratio, 0.0).sum(),
+    ])
+
+
+def stats_from_sums(*, sums: list[float]) -> dict[str, float]:
+    """Share of perturbable tokens changed, and mean ‖δ‖₂/‖E‖₂ over the changed tokens."""
+    n_changed, n_perturbable, ratio_sum = sums
     return {
         "changed_share": n_changed / n_perturbable if n_perturbable else 0.0,
-        "noise_share": noise_share,
+        "noise_share": ratio_sum / n_changed if n_changed else 0.0,
         "changed_tokens": float(n_changed),
         "perturbable_tokens": float(n_perturbable),
     }
+
+
+def perturbation_stats(*, perturbation: Perturbation, token_embeddings: torch.Tensor,
+                       perturbable_mask: torch.Tensor) -> dict[str, float]:
+    """Share of perturbable tokens changed, and mean ‖δ‖₂/‖E‖₂ over the changed tokens."""
+    sums = perturbation_stat_sums(perturbation=perturbation, token_embeddings=token_embeddings,
+                                  perturbable_mask=perturbable_mask)
+    return stats_from_sums(sums=sums.tolist())

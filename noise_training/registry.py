@@ -44,6 +44,8 @@ class ProviderSpec:
 
 
 _REGISTRY: dict[str, ProviderSpec] = {}
+# Listings follow the paper's tables; providers added later come after, in registration order.
+PAPER_ORDER = ("none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5")
 _ALIASES: dict[str, str] = {}
 
 
@@ -61,6 +63,10 @@ def _load_all() -> None:
     package = importlib.import_module("noise_training.providers")
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"noise_training.providers.{module.name}")
+    ordered = sorted(_REGISTRY, key=lambda n: PAPER_ORDER.index(n) if n in PAPER_ORDER else len(PAPER_ORDER))
+    if list(_REGISTRY) != ordered:
+        specs = {name: _REGISTRY.pop(name) for name in ordered}
+        _REGISTRY.update(specs)
 
 
 def provider_names() -> list[str]:
@@ -91,18 +97,26 @@ def all_options() -> dict[str, Option]:
 def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
     """--perturbation and every provider option (default None = "not given")."""
     _load_all()
-    lines = [f"{spec.name}: {spec.summary}" for spec in _REGISTRY.values()]
+    # argparse %-formats help strings: a literal "15%" must be written "15%%"
+    escape = lambda text: text.replace("%", "%%")
+    aliases = {}
+    for alias, name in _ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    width = max(len(name) for name in _REGISTRY)
+    lines = [f"  {spec.name:<{width}}  {spec.summary}" + (f" (alias: {', '.join(aliases[spec.name])})"
+                                                        if spec.name in aliases else "")
+             for spec in _REGISTRY.values()]
+    parser.epilog = "perturbation providers (--perturbation NAME):\n" + "\n".join(lines)
     group = parser.add_argument_group("perturbation")
     group.add_argument(
         "--perturbation", default="none", metavar="NAME",
-        help="what step 2 of each training step sees. Choices: " + "; ".join(lines)
-        + (f". Aliases: {', '.join(f'{a}={n}' for a, n in sorted(_ALIASES.items()))}" if _ALIASES else ""),
+        help=f"what step 2 of each training step sees: {', '.join(_REGISTRY)} (listed below)",
     )
     for option in all_options().values():
         users = [spec.name for spec in _REGISTRY.values() if any(o.name == option.name for o in spec.options)]
         group.add_argument(
             f"--{option.name}", type=option.type, default=None,
-            help=f"{option.help} (default {option.default}; used by {', '.join(users)})",
+            help=escape(f"{option.help} (default {option.default}; used by {', '.join(users)})"),
         )
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from noise_training.synonyms import vocabulary_scheme
-
 
 def word_start_vocabulary_mask(*, tokenizer) -> torch.Tensor:
     """Bool [V]: True for tokens that begin a word by their spelling alone."""
+    from noise_training.synonyms import vocabulary_scheme  # imports NLTK: only when a table is built
+
     scheme = vocabulary_scheme(tokenizer=tokenizer)
     vocab = tokenizer.get_vocab()
     mask = torch.zeros(max(len(tokenizer), max(vocab.values()) + 1), dtype=torch.bool)

@@ -40,6 +40,8 @@ class PartialNoise(SimilarWordNoise):
         self.selection = options["selection"]
         self.ratio = float(options["noise_ratio"])
         self.needs_saliency = self.selection in ("high_saliency", "low_saliency")
+        # Random selection needs nothing from step 1; saliency is step 1's gradient.
+        self.depends_on_step1 = self.needs_saliency
 
     def positions_to_change(self, ctx: StepContext) -> torch.Tensor:
         count = tokens_to_change(perturbable=ctx.perturbable_mask, ratio=self.ratio)
@@ -56,7 +58,7 @@ _OPTIONS = (NOISE_SIZE, NOISE_RATIO, ADV_ALPHA)
 register_provider(ProviderSpec(
     name="2-1", factory=PartialNoise, aliases=("partial-random",), options=_OPTIONS,
     fixed={"sampling": "top1", "selection": "random"},
-    summary="1-1 noise on 15%% of each example's tokens, chosen at random".replace("%%", "%"),
+    summary="1-1 noise on 15% of each example's tokens, chosen at random",
 ))
 register_provider(ProviderSpec(
     name="2-2", factory=PartialNoise, aliases=("partial-high-saliency",), options=_OPTIONS,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from noise_training.base import Perturbation, PerturbationProvider, StepContext
+from noise_training.base import Perturbation, PerturbationProvider, StepContext, delta_toward
 from noise_training.options import ADV_ALPHA, NOISE_SIZE, TOP_K
 from noise_training.registry import ProviderSpec, register_provider
 
@@ -22,6 +22,9 @@ MIN_TABLE_K = 10
 
 class SimilarWordNoise(PerturbationProvider):
     """E + s·(E_neighbour − E) on the perturbable positions of ``positions_to_change``."""
+
+    # The noise needs only the ids and the token embeddings: it can be built before step 1.
+    depends_on_step1 = False
 
     def __init__(self, *, options, model, tokenizer, cache_dir) -> None:
         from noise_training.neighbors import load_or_build_neighbor_table, never_neighbor_token_ids
@@ -36,10 +39,11 @@ class SimilarWordNoise(PerturbationProvider):
             cache_dir=Path(cache_dir) / "neighbors", excluded_ids=never_neighbor_token_ids(tokenizer=tokenizer),
         )
         self.neighbors = table.indices[:, : self.top_k].to(self.embedding.weight.device).contiguous()
+        self._top1 = self.neighbors[:, 0].contiguous()  # a 1-D lookup is cheaper than 2-D indexing
 
     def choose_neighbors(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.top_k == 1:
-            return self.neighbors[input_ids, 0]
+            return self._top1[input_ids]
         rank = torch.randint(0, self.top_k, input_ids.shape, device=input_ids.device)
         return self.neighbors[input_ids, rank]
 
@@ -48,10 +52,8 @@ class SimilarWordNoise(PerturbationProvider):
 
     def perturb(self, ctx: StepContext) -> Perturbation:
         changed = self.positions_to_change(ctx)
-        with torch.no_grad():
-            original = ctx.token_embeddings.detach()
-            similar = self.embedding.weight[self.choose_neighbors(ctx.input_ids)].to(original.dtype)
-            delta = torch.where(changed.unsqueeze(-1), self.noise_size * (similar - original), 0.0)
+        delta = delta_toward(original=ctx.token_embeddings, target_ids=self.choose_neighbors(ctx.input_ids),
+                             weight=self.embedding.weight, changed=changed, size=self.noise_size)
         if self.noise_size == 0:
             changed = torch.zeros_like(changed)
         return Perturbation(embeddings=ctx.token_embeddings + delta, delta=delta, changed=changed)

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import torch
 
-from noise_training.base import Perturbation, PerturbationProvider, StepContext
+from noise_training.base import Perturbation, PerturbationProvider, StepContext, delta_toward
 from noise_training.options import ADV_ALPHA
 from noise_training.registry import ProviderSpec, register_provider
 from noise_training.word_boundaries import whole_word_positions
 
 
 class WordNetNoise(PerturbationProvider):
+    # Synonyms depend on the ids alone: the noise can be built before step 1.
+    depends_on_step1 = False
+
     def __init__(self, *, options, model, tokenizer, cache_dir) -> None:
         from noise_training.synonyms import load_or_build_synonym_table
         from noise_training.word_boundaries import word_start_vocabulary_mask
@@ -37,9 +40,8 @@ class WordNetNoise(PerturbationProvider):
             whole_words = whole_word_positions(input_ids=ctx.input_ids, real_tokens=ctx.perturbable_mask,
                                                word_start_vocab=self.word_start)
             changed = whole_words & has_synonym
-            original = ctx.token_embeddings.detach()
-            synonym = self.embedding.weight[synonym_ids].to(original.dtype)
-            delta = torch.where(changed.unsqueeze(-1), self.noise_size * (synonym - original), 0.0)
+            delta = delta_toward(original=ctx.token_embeddings, target_ids=synonym_ids, weight=self.embedding.weight,
+                                 changed=changed, size=self.noise_size)
         return Perturbation(embeddings=ctx.token_embeddings + delta, delta=delta, changed=changed)
 
 

@@ -1,0 +1,404 @@
+"""Figure 2 of the paper: where SMART's perturbation and 1-1's noise put "she", "he" and "you".
+
+For every occurrence of the words in real sentences (ANLI dev/test hypotheses when the files
+are at hand, else a built-in list), it takes the token embedding as the model sees it (clean),
+with SMART's perturbation, and with 1-1's noise, computed by the project's own providers
+(``smart`` and ``1-1`` from noise_training, through a StepContext exactly as in training),
+then the encoder's hidden states after layer 2 for the three inputs. Each panel is a PCA
+(numpy SVD) of its points; colours are words, markers are variants. The paper's point: SMART's
+perturbation is tiny, and after layer 2 it is invisible while 1-1's noise is not.
+
+It prints, per panel, the mean distance clean↔SMART and clean↔1-1 divided by the spread of the
+clean points (root mean squared distance to their centroid), measured in the full space, not
+the 2-D projection, and writes them beside the PNG as JSON.
+
+The encoder: a pretrained model (default bert-base-uncased; ``packaged-minilm`` works offline),
+whose classification head is then a seeded random one (SMART's gradient needs some head; the
+perturbation's size does not depend on it, since each token's step is normalised to η), or a
+training run folder (its best checkpoint, trained head included).
+
+    python -m experiments.figure2 --model packaged-minilm --out runs/figures/figure2_minilm.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+WORDS = ("she", "he", "you")
+VARIANTS = ("clean", "SMART", "1-1")
+DPI = 100
+FIGURE_SIZE_IN = (12.0, 5.0)  # two panels; fixed size (no tight bbox), so the PNG is 1200 × 500
+TASK = "anli"
+
+# Used when no ANLI file is at hand (or it holds too few occurrences of a word).
+BUILT_IN_SENTENCES = (
+    "She moved to Paris after she finished her degree.",
+    "She was the first woman to win the award.",
+    "After the match she thanked the crowd.",
+    "She wrote three novels before she turned thirty.",
+    "Nobody knew where she had hidden the letters.",
+    "She is a member of the city council.",
+    "When the storm came she closed the shop early.",
+    "She never played professional football.",
+    "The reporter said she would publish the story on Monday.",
+    "She and her brother founded the company in 1998.",
+    "He was born in a small village near the coast.",
+    "He played for the national team for ten years.",
+    "After the election he resigned from the party.",
+    "He did not attend the ceremony.",
+    "The film he directed won several prizes.",
+    "He studied law before he became a journalist.",
+    "Everyone agreed that he had been treated unfairly.",
+    "He sold the house and moved abroad.",
+    "He is older than his sister.",
+    "The coach said he was proud of the players.",
+    "You can buy tickets at the station.",
+    "If you leave now you will catch the last train.",
+    "You should read the instructions first.",
+    "Did you see the game last night?",
+    "You need a passport to cross the border.",
+    "The museum is closed when you arrive on Monday.",
+    "You will find the keys on the kitchen table.",
+    "Thank you for coming to the meeting.",
+    "You cannot park your car in front of the gate.",
+    "I told you the shop opens at nine.",
+)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    sentence: int  # row in the batch
+    position: int  # token position in that row
+    word: str
+
+
+def find_sentences(*, data_dir: Path | None, words: tuple[str, ...], per_word: int) -> list[str]:
+    """Up to ``per_word`` sentences per word: ANLI dev/test hypotheses first, then the built-in list."""
+    pools: dict[str, list[str]] = {word: [] for word in words}
+    patterns = {word: re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE) for word in words}
+    candidates: list[str] = []
+    if data_dir is not None:
+        for round_name in ("R1", "R2", "R3"):
+            for split in ("dev", "test"):
+                path = Path(data_dir) / round_name / f"{split}.jsonl"
+                if not path.is_file():
+                    continue
+                with open(path, encoding="utf-8") as handle:
+                    for number, line in enumerate(handle, start=1):
+                        if not line.strip():
+                            continue
+                        try:
+                            hypothesis = json.loads(line)["hypothesis"]
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            raise SystemExit(f"figure2: error: {path}:{number}: expected a JSON object with a "
+                                             "'hypothesis' field (ANLI v1.0 format)") from None
+                        candidates.append(str(hypothesis))
+    candidates += list(BUILT_IN_SENTENCES)
+    chosen: list[str] = []
+    for sentence in candidates:
+        wanted = [w for w in words if patterns[w].search(sentence) and len(pools[w]) < per_word]
+        if wanted:
+            for word in wanted:
+                pools[word].append(sentence)
+            chosen.append(sentence)
+        if all(len(pool) >= per_word for pool in pools.values()):
+            break
+    return chosen
+
+
+def locate(*, sentences: list[str], offsets: torch.Tensor, attention_mask: torch.Tensor,
+           words: tuple[str, ...]) -> list[Occurrence]:
+    """Token positions whose text is exactly one of the words (not a piece of a longer word)."""
+    found = []
+    for row, sentence in enumerate(sentences):
+        lowered = sentence.lower()
+        for position in range(offsets.shape[1]):
+            start, end = (int(v) for v in offsets[row, position])
+            if not attention_mask[row, position] or end <= start:
+                continue
+            text = lowered[start:end].strip()
+            before = lowered[start - 1] if start > 0 else " "
+            after = lowered[end] if end < len(lowered) else " "
+            if text in words and not before.isalnum() and not after.isalnum():
+                found.append(Occurrence(row, position, text))
+    return found
+
+
+def load_encoder(*, model: str, seed: int):
+    """(MultiTaskModel with an ANLI head, tokenizer, description) from a model name or a run folder."""
+    from mt_dnn.checkpoint import CheckpointManager, read_checkpoint
+    from mt_dnn.cli_train import DEFAULT_TASK_DEF
+    from mt_dnn.model import build_model
+    from mt_dnn.packaged_model import resolve_model_name
+    from mt_dnn.run_setup import load_tokenizer
+    from mt_dnn.task_def import load_task_defs
+
+    folder = Path(model)
+    if (folder / "run_config.json").is_file():
+        config = json.loads((folder / "run_config.json").read_text(encoding="utf-8"))
+        tasks = load_task_defs(paths=config.get("task_def") or [DEFAULT_TASK_DEF])
+        trained = sorted({item.split(":")[0] for item in str(config["train_datasets"]).split(",") if item})
+        if TASK not in trained:
+            raise SystemExit(f"figure2: error: --model {model}: the run trained {', '.join(trained)}, not {TASK}")
+        tokenizer = load_tokenizer(str(folder / "model"))
+        network = build_model(model_name=str(folder / "model"), tasks={t: tasks[t] for t in trained},
+                              from_config_only=True)
+        best = folder / "checkpoints" / "best.pt"
+        if best.is_file():
+            state, which = read_checkpoint(best)["model"], "best.pt"
+        else:
+            found = CheckpointManager(folder / "checkpoints").load_latest()
+            if found is None:
+                raise SystemExit(f"figure2: error: --model {model}: no checkpoint in {folder / 'checkpoints'}")
+            state, which = found[1]["model"], found[0].name
+        network.load_state_dict(state)
+        return network, tokenizer, f"run {folder} ({which}, {config.get('model')})"
+    tasks = load_task_defs(paths=[DEFAULT_TASK_DEF])
+    path = resolve_model_name(model)
+    torch.manual_seed(seed)  # the random head SMART's gradient goes through
+    try:
+        tokenizer = load_tokenizer(path)
+        network = build_model(model_name=path, tasks={TASK: tasks[TASK]}, tokenizer=tokenizer)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(f"figure2: error: --model {model}: cannot load it ({first}); offline, use "
+                         "--model packaged-minilm or a run folder") from None
+    return network, tokenizer, f"pretrained {model} (random seeded {TASK} head)"
+
+
+def perturbed_inputs(*, network, tokenizer, batch: dict, smart_step_size: float | None, noise_size: float | None,
+                     cache_dir: Path) -> dict[str, torch.Tensor]:
+    """Token embeddings of the batch: clean, + SMART's perturbation, + 1-1's noise (the real providers)."""
+    from mt_dnn.losses import ADV_LOSSES
+    from noise_training.base import StepContext, perturbable_token_mask
+    from noise_training.registry import build_provider, resolve_options
+
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    token_type_ids = batch.get("token_type_ids")
+    adv_loss = ADV_LOSSES["symmetric_kl"]
+
+    def forward(*, inputs_embeds, forward_context=contextlib.nullcontext):
+        with forward_context():
+            return network(task=TASK, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids)
+
+    token_embeddings = network.token_embeddings(input_ids)
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    ctx = StepContext(
+        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+        token_embeddings=token_embeddings, logits=forward(inputs_embeds=token_embeddings),
+        perturbable_mask=perturbable_token_mask(input_ids=input_ids, attention_mask=attention_mask,
+                                                special_ids=special_ids),
+        forward=forward, adv_loss=lambda clean, adv: adv_loss(clean, adv),
+    )
+    out = {"clean": token_embeddings.detach()}
+    for variant, name, given in (("SMART", "smart", {"adv_step_size": smart_step_size}),
+                                 ("1-1", "1-1", {"noise_size": noise_size})):
+        _, options = resolve_options(name=name, given=given)
+        provider = build_provider(name=name, options=options, model=network, tokenizer=tokenizer,
+                                  cache_dir=cache_dir)
+        perturbation = provider.perturb(ctx)
+        out[variant] = perturbation.embeddings.detach()
+    return out
+
+
+def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(projection on the first two principal components, their shares of the variance)."""
+    centred = points - points.mean(axis=0, keepdims=True)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    total = float((singular ** 2).sum())
+    share = (singular[:2] ** 2) / total if total > 0 else np.zeros(2)
+    return centred @ vt[:2].T, share
+
+
+def distances(points: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean clean↔variant distance, the clean points' spread, and their ratios (full dimension)."""
+    clean = points["clean"]
+    spread = float(np.sqrt(((clean - clean.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    result = {"clean_spread": spread}
+    for variant in VARIANTS[1:]:
+        mean_distance = float(np.linalg.norm(points[variant] - clean, axis=1).mean())
+        result[f"clean_to_{variant}"] = mean_distance
+        result[f"clean_to_{variant}_relative"] = mean_distance / spread if spread > 0 else float("inf")
+    return result
+
+
+def draw(*, panels: list[tuple[str, dict[str, np.ndarray], dict]], words: list[str], title: str, out: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGURE_SIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    order = list(dict.fromkeys(words))  # first-seen order
+    palette = [f"C{i % 10}" for i in range(len(order))]
+    colours = dict(zip(order, palette))
+    style = {"clean": dict(marker="o", s=90, facecolors="none", linewidths=1.5),
+             "SMART": dict(marker="x", s=40, linewidths=1.2),
+             "1-1": dict(marker="^", s=40, alpha=0.8)}
+    word_array = np.array(words)
+    for axes, (name, points, stats) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        stacked = np.concatenate([points[v] for v in VARIANTS])
+        projected, share = pca_2d(stacked)
+        n = len(words)
+        for index, variant in enumerate(VARIANTS):
+            block = projected[index * n:(index + 1) * n]
+            for word in colours:
+                chosen = block[word_array == word]
+                if not len(chosen):
+                    continue
+                kwargs = dict(style[variant])
+                key = "edgecolors" if variant == "clean" else "c"
+                kwargs[key] = colours[word]
+                axes.scatter(chosen[:, 0], chosen[:, 1], label=f'"{word}" {variant}', **kwargs)
+        axes.set_title(f"{name}\nclean↔SMART {stats['clean_to_SMART_relative']:.2g}×spread, "
+                       f"clean↔1-1 {stats['clean_to_1-1_relative']:.2g}×spread", fontsize=10)
+        axes.set_xlabel(f"PC1 ({100 * share[0]:.0f}% of variance)")
+        axes.set_ylabel(f"PC2 ({100 * share[1]:.0f}% of variance)")
+        axes.legend(fontsize=7, ncol=3, loc="best")
+    figure.suptitle(title, fontsize=11)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=DPI)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, out)
+    return out
+
+
+def make_figure2(*, model: str, data_dir: Path | None, out: Path, words: tuple[str, ...] = WORDS, per_word: int = 20,
+                 layer: int = 2, smart_step_size: float | None = None, noise_size: float | None = None,
+                 seed: int = 1, cache_dir: Path | None = None) -> dict:
+    """Draw the figure to ``out`` (PNG) and write ``out`` with .json; returns the measurements."""
+    from mt_dnn.run_setup import default_cache_dir
+
+    torch.manual_seed(seed)
+    network, tokenizer, described = load_encoder(model=model, seed=seed)
+    network.eval()  # no dropout: the panels compare inputs, not dropout masks
+    encoder_layers = getattr(network.encoder.config, "num_hidden_layers", None)
+    if encoder_layers is not None and not 1 <= layer <= encoder_layers:
+        raise SystemExit(f"figure2: error: --layer {layer}: expected 1..{encoder_layers} for this encoder")
+    sentences = find_sentences(data_dir=data_dir, words=words, per_word=per_word)
+    encoded = tokenizer(sentences, padding=True, truncation=True, max_length=128, return_tensors="pt",
+                        return_offsets_mapping=True)
+    offsets = encoded.pop("offset_mapping")
+    batch = {key: value for key, value in encoded.items() if key in ("input_ids", "attention_mask", "token_type_ids")}
+    occurrences = locate(sentences=sentences, offsets=offsets, attention_mask=batch["attention_mask"], words=words)
+    missing = [w for w in words if not any(o.word == w for o in occurrences)]
+    if missing:
+        raise SystemExit(f"figure2: error: --words: no single-token occurrence of {', '.join(missing)} with this "
+                         "tokenizer; choose words the vocabulary holds whole")
+    inputs = perturbed_inputs(network=network, tokenizer=tokenizer, batch=batch, smart_step_size=smart_step_size,
+                              noise_size=noise_size, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+    rows = torch.tensor([o.sentence for o in occurrences])
+    cols = torch.tensor([o.position for o in occurrences])
+    embedding_points, layer_points = {}, {}
+    with torch.no_grad():
+        for variant in VARIANTS:
+            embedding_points[variant] = inputs[variant][rows, cols].float().numpy()
+            hidden = network.encode(inputs_embeds=inputs[variant], attention_mask=batch["attention_mask"],
+                                    token_type_ids=batch.get("token_type_ids"), output_hidden_states=True)
+            layer_points[variant] = hidden.hidden_states[layer][rows, cols].float().numpy()
+    clean_norm = np.linalg.norm(embedding_points["clean"], axis=1)
+    panels = [("token embeddings (what the methods perturb)", embedding_points),
+              (f"hidden states after encoder layer {layer}", layer_points)]
+    measured = {"model": described, "sentences": len(sentences), "layer": layer,
+                "occurrences": {w: sum(o.word == w for o in occurrences) for w in words},
+                "perturbation_share_percent": {
+                    v: float(100 * (np.linalg.norm(embedding_points[v] - embedding_points["clean"], axis=1)
+                                    / clean_norm).mean()) for v in VARIANTS[1:]},
+                "panels": {}}
+    drawn = []
+    for name, points in panels:
+        stats = distances(points)
+        measured["panels"][name] = stats
+        drawn.append((name, points, stats))
+    word_list = [o.word for o in occurrences]
+    title = (f"Figure 2: {', '.join(words)} in {len(sentences)} sentences; {described}\nSMART perturbation = "
+             f"{measured['perturbation_share_percent']['SMART']:.2g}% of the embedding norm, 1-1 noise = "
+             f"{measured['perturbation_share_percent']['1-1']:.2g}%")
+    measured["png"] = str(draw(panels=drawn, words=word_list, title=title, out=out))
+    json_path = out.with_suffix(".json")
+    tmp = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, json_path)
+    measured["json"] = str(json_path)
+    return measured
+
+
+def report(measured: dict) -> str:
+    lines = [f"Figure 2 ({measured['model']}): occurrences {measured['occurrences']}",
+             "perturbation / token embedding (L2, %): " + ", ".join(
+                 f"{k} {v:.3g}" for k, v in measured["perturbation_share_percent"].items()),
+             "",
+             "| panel | clean spread | clean↔SMART | ÷ spread | clean↔1-1 | ÷ spread |",
+             "|---|---|---|---|---|---|"]
+    for name, s in measured["panels"].items():
+        lines.append(f"| {name} | {s['clean_spread']:.4g} | {s['clean_to_SMART']:.3g} | "
+                     f"{s['clean_to_SMART_relative']:.3g} | {s['clean_to_1-1']:.3g} | {s['clean_to_1-1_relative']:.3g} |")
+    lines += ["", f"wrote {measured['png']} and {measured['json']}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.figure2", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=os.environ.get("REPRO_FIGURE2_MODEL") or "bert-base-uncased",
+                        help="encoder name or folder, 'packaged-minilm', or a training run folder "
+                             "($REPRO_FIGURE2_MODEL; default bert-base-uncased)")
+    parser.add_argument("--data_dir", default=os.environ.get("ANLI_DIR"),
+                        help="ANLI folder whose dev/test hypotheses give the sentences ($ANLI_DIR; "
+                             "default: data/anli_v1.0 when present, else the built-in sentences)")
+    parser.add_argument("--words", default=",".join(WORDS), help="comma-separated words (default she,he,you)")
+    parser.add_argument("--per_word", type=int, default=20, help="sentences per word (default 20)")
+    parser.add_argument("--layer", type=int, default=2, help="encoder layer of the second panel (default 2)")
+    parser.add_argument("--adv_step_size", type=float, default=None,
+                        help="SMART's step η (default: the smart provider's default)")
+    parser.add_argument("--noise_size", type=float, default=None, help="1-1's noise_size (default: the provider's, 0.5)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cache_dir", default=None, help="neighbour-table cache (default: train.py's)")
+    parser.add_argument("--out", default=None,
+                        help="PNG path (default $REPRO_RUNS or runs/paper, then /plots/figure2_<model>.png)")
+    args = parser.parse_args(argv)
+    words = tuple(w.strip().lower() for w in args.words.split(",") if w.strip())
+    if not words or len(set(words)) != len(words):
+        parser.error(f"--words {args.words!r}: expected distinct comma-separated words")
+    if args.per_word < 1:
+        parser.error(f"--per_word {args.per_word}: expected a whole number >= 1")
+    data_dir = Path(args.data_dir) if args.data_dir else Path("data/anli_v1.0")
+    if not data_dir.is_dir():
+        if args.data_dir:
+            parser.error(f"--data_dir {args.data_dir}: no such folder")
+        data_dir = None
+    from experiments.summarize import model_tag
+
+    tag = model_tag(model=args.model)
+    out = Path(args.out) if args.out else Path(os.environ.get("REPRO_RUNS") or "runs/paper") / "plots" / f"figure2_{tag}.png"
+    from mt_dnn.errors import UserError
+
+    try:
+        measured = make_figure2(model=args.model, data_dir=data_dir, out=out, words=words, per_word=args.per_word,
+                                layer=args.layer, smart_step_size=args.adv_step_size, noise_size=args.noise_size,
+                                seed=args.seed, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    except UserError as exc:
+        print(f"figure2: error: {exc}", file=sys.stderr)
+        return 2
+    print(report(measured))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

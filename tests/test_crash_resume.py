@@ -1,0 +1,238 @@
+"""Crash and resume: a real ``train.py`` process is killed (SIGKILL between checkpoints, SIGKILL in the
+middle of a checkpoint write) or stopped by SIGINT/SIGTERM, resumed with ``--resume``, and must end
+with exactly the weights and metrics of an uninterrupted run. Also: a corrupt newest checkpoint, and
+non-finite values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+from mt_dnn.checkpoint import PAUSE_ENV, CheckpointManager
+from mt_dnn.cli_train import main as train_main
+from tiny_models import tiny_bert, write_anli_like
+
+UPDATES_PER_EPOCH = 30  # 120 examples in batches of 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny matrices: extra threads only add overhead, and the subprocesses must match this one
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash")
+    data = write_anli_like(root / "anli", rounds=("R1",), sizes={"train": 120, "dev": 16, "test": 8})
+    return {"model": tiny_bert(root / "bert"), "data": data, "cache": root / "cache", "root": root}
+
+
+def _args(tiny, out, *extra):
+    # dropout stays on (the BERT default): resuming must restore every RNG to match
+    return ["--model", str(tiny["model"]), "--data_dir", str(tiny["data"]), "--cache_dir", str(tiny["cache"]),
+            "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev", "--epochs", "2",
+            "--batch_size", "4", "--max_seq_len", "48", "--learning_rate", "1e-3", "--seed", "11",
+            "--save_every", "10", "--keep_checkpoints", "2", "--no_progress", "--output_dir", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    """The uninterrupted run."""
+    out = tiny["root"] / "reference"
+    assert train_main(_args(tiny, out)) == 0
+    return out
+
+
+def _launch(tiny, out, *, env_extra=None):
+    # same intra-op thread count as this process, so both do the same float operations
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", **(env_extra or {})}
+    log = open(tiny["root"] / f"{out.name}.log", "wb")
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *_args(tiny, out)], cwd=REPO_ROOT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    return process
+
+
+def _wait_for(process, condition, *, what, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"training exited (code {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _kill(process, sig=signal.SIGKILL) -> int:
+    process.send_signal(sig)
+    return process.wait(timeout=60)
+
+
+def _final_weights(out):
+    return CheckpointManager(out / "checkpoints").load_latest()[1]["model"]
+
+
+def _records(out):
+    no_times = lambda r: {k: v for k, v in r.items() if "time" not in k and "second" not in k}
+    return [no_times(json.loads(line)) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_as_reference(out, reference):
+    a, b = _final_weights(reference), _final_weights(out)
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"resumed run ended with different weights: {different[:5]}"
+    assert _records(out) == _records(reference)
+    assert json.loads((out / "run_summary.json").read_text())["updates"] == 2 * UPDATES_PER_EPOCH
+
+
+def _steps(out):
+    return [int(p.stem.split("-")[1]) for p in CheckpointManager(out / "checkpoints").step_checkpoints()]
+
+
+def test_sigkill_between_checkpoints_then_resume(tiny, reference):
+    out = tiny["root"] / "kill_between"
+    process = _launch(tiny, out)
+    manifest = out / "checkpoints" / "step-000000010.json"
+    _wait_for(process, manifest.exists, what="the checkpoint of update 10")
+    assert _kill(process) == -signal.SIGKILL
+    assert not (out / "run_summary.json").exists() and max(_steps(out)) < 2 * UPDATES_PER_EPOCH
+    assert train_main(_args(tiny, out, "--resume")) == 0
+    _assert_same_as_reference(out, reference)
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume(tiny, reference, caplog):
+    out = tiny["root"] / "kill_writing"
+    process = _launch(tiny, out, env_extra={PAUSE_ENV: "1"})
+    folder = out / "checkpoints"
+    writing = lambda: (folder / "step-000000010.json").exists() and any(
+        p.name.startswith(".step-000000020.pt.") and p.name.endswith(".tmp") for p in folder.iterdir())
+    _wait_for(process, writing, what="the write of the checkpoint of update 20")
+    assert _kill(process) == -signal.SIGKILL
+    # killed with the new checkpoint's bytes in a temporary file, not yet renamed
+    assert not (folder / "step-000000020.pt").exists() and any(p.suffix == ".tmp" for p in folder.iterdir())
+    with caplog.at_level(logging.INFO, logger="mt_dnn.trainer"):
+        assert train_main(_args(tiny, out, "--resume")) == 0
+    assert "resumed from" in caplog.text and "step-000000010.pt" in caplog.text
+    assert not any(p.suffix == ".tmp" for p in folder.iterdir())
+    _assert_same_as_reference(out, reference)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_checkpoints_before_exiting_then_resume(tiny, reference, caplog, sig):
+    """A real SIGINT (Ctrl-C) or SIGTERM to this process while main() trains in it: checkpoint, exit, resume."""
+    out = tiny["root"] / sig.name
+    manifest = out / "checkpoints" / "step-000000010.json"
+    sent = threading.Event()
+
+    def interrupt_after_the_first_checkpoint():
+        deadline = time.monotonic() + 120
+        while not manifest.exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+        os.kill(os.getpid(), sig)
+        sent.set()
+
+    # a SIGINT arriving after training has ended must not stop the test session
+    previous = signal.signal(sig, lambda *_: None)
+    try:
+        thread = threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True)
+        thread.start()
+        with caplog.at_level(logging.INFO, logger="mt_dnn.trainer"):
+            code = train_main(_args(tiny, out))
+        thread.join(timeout=130)
+    finally:
+        signal.signal(sig, previous)
+    assert sent.is_set() and code == 128 + sig  # a stop, not a success
+    assert f"{sig.name} received" in caplog.text and "stopped (signal)" in caplog.text
+    assert 10 < max(_steps(out)) < 2 * UPDATES_PER_EPOCH  # written on the way out, off the --save_every grid
+    assert not (out / "run_summary.json").exists()
+    assert train_main(_args(tiny, out, "--resume")) == 0
+    _assert_same_as_reference(out, reference)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tiny, reference, caplog):
+    out = tiny["root"] / "corrupt"
+    shutil.copytree(reference, out)
+    (out / "run_summary.json").unlink()
+    newest = CheckpointManager(out / "checkpoints").step_checkpoints()[0]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert train_main(_args(tiny, out, "--resume")) == 0
+    assert "corrupt checkpoint" in caplog.text and "falling back to the previous checkpoint" in caplog.text
+    _assert_same_as_reference(out, reference)
+
+
+# -- non-finite values --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def no_dropout(tiny):
+    """A model and task definition without dropout: then nothing in training is random."""
+    folder = tiny_bert(tiny["root"] / "bert_no_dropout")
+    config = json.loads((folder / "config.json").read_text())
+    config["hidden_dropout_prob"] = config["attention_probs_dropout_prob"] = 0.0
+    (folder / "config.json").write_text(json.dumps(config))
+    task_def = tiny["root"] / "anli_no_dropout.yml"
+    task_def.write_text((REPO_ROOT / "task_defs" / "anli.yml").read_text().replace("dropout_p: 0.1", "dropout_p: 0.0"))
+    return {"model": folder, "task_def": task_def}
+
+
+def _short_args(tiny, no_dropout, out, *extra):
+    return ["--model", str(no_dropout["model"]), "--task_def", str(no_dropout["task_def"]),
+            "--data_dir", str(tiny["data"]), "--cache_dir", str(tiny["cache"]),
+            "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev", "--epochs", "1",
+            "--batch_size", "20", "--max_seq_len", "48", "--seed", "2", "--no_progress", "--output_dir", str(out),
+            *extra]
+
+
+def test_non_finite_adversarial_term_is_skipped_and_counted(tiny, no_dropout, tmp_path):
+    # An ascent step of 1e39 overflows float32: every step's adversarial term is NaN and skipped,
+    # so training must equal plain fine-tuning exactly (no dropout: nothing else is random).
+    smart, plain = tmp_path / "smart", tmp_path / "plain"
+    assert train_main(_short_args(tiny, no_dropout, smart, "--perturbation", "smart", "--adv_step_size", "1e39")) == 0
+    assert train_main(_short_args(tiny, no_dropout, plain, "--perturbation", "none")) == 0
+    epoch = next(r for r in _records(smart) if r["kind"] == "train_epoch")
+    assert epoch["updates"] == 6 and epoch["skipped_updates"] == 0
+    assert epoch["perturbation"]["skipped_steps"] == 6 and epoch["perturbation"]["adv_loss"] is None
+    a, b = _final_weights(smart), _final_weights(plain)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_non_finite_loss_skips_updates_and_stops_after_max_bad_steps(tiny, no_dropout, tmp_path, capsys):
+    # A learning rate of 1e30 makes the first update blow the weights up: every later loss is NaN.
+    blown = ["--learning_rate", "1e30", "--warmup", "0", "--save_every", "1", "--keep_checkpoints", "1"]
+    counted = tmp_path / "counted"
+    assert train_main(_short_args(tiny, no_dropout, counted, *blown, "--max_bad_steps", "100")) == 0
+    epoch = next(r for r in _records(counted) if r["kind"] == "train_epoch")
+    assert epoch["updates"] == 6 and epoch["skipped_updates"] == 5
+    # no checkpoint of the bad updates replaced the good one of update 1
+    assert _steps(counted) == [1]
+
+    stopped = tmp_path / "stopped"
+    assert train_main(_short_args(tiny, no_dropout, stopped, *blown, "--max_bad_steps", "3")) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    good = stopped / "checkpoints" / "step-000000001.pt"
+    assert lines[-1] == (f"error: stopped after 3 consecutive updates with a non-finite loss or gradient "
+                         f"(--max_bad_steps 3); last good checkpoint: {good}")
+    assert _steps(stopped) == [1] and torch.isfinite(_final_weights(stopped)["heads.anli.classifier.weight"]).all()

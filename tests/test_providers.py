@@ -1,0 +1,355 @@
+"""Every registered perturbation provider, driven by the registry, on a tiny real BERT.
+
+A new provider registered in ``noise_training.providers`` is tested here without editing
+this file. Method-specific behaviour (1-1_1.0, 1-2, partial counts and saliency, SMART's
+step and its NaN guard, WordNet's whole-word rule) is tested below the parametrised part.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mt_dnn.losses import symmetric_kl
+from mt_dnn.model import build_model
+from mt_dnn.task_def import load_task_defs
+from mt_dnn.training_step import run_training_step
+from noise_training.base import StepContext, perturbable_token_mask
+from noise_training.registry import build_provider, get_spec, provider_names, resolve_options
+from conftest import REPO_ROOT
+from tiny_models import tiny_bert
+
+TASK = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
+PAIRS = [
+    ("the man drives a big car in the city .", "a man drives an auto ."),
+    ("she is happy and glad today .", "he was sad ."),
+    ("a small dog sleeps .", "the little cat eats in the kitchen with a large dog ."),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("providers")
+    folder = tiny_bert(root / "bert", hidden=48)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = build_model(model_name=str(folder), tasks={"anli": TASK}, tokenizer=tokenizer)
+    model.eval()  # no dropout: every difference below comes from the provider
+    batch = tokenizer([p for p, _ in PAIRS], [h for _, h in PAIRS], padding=True, return_tensors="pt",
+                      return_token_type_ids=True)
+    batch = dict(batch)
+    batch["labels"] = torch.tensor([0, 2, 1])
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    return {"model": model, "tokenizer": tokenizer, "batch": batch, "special_ids": special_ids,
+            "cache": root / "cache"}
+
+
+def make_provider(tiny, name, **given):
+    spec, options = resolve_options(name=name, given=given)
+    return build_provider(name=spec.name, options=options, model=tiny["model"], tokenizer=tiny["tokenizer"],
+                          cache_dir=tiny["cache"])
+
+
+def make_context(tiny, provider):
+    model, batch = tiny["model"], tiny["batch"]
+    tok_emb = model.token_embeddings(batch["input_ids"])
+    logits = model(task="anli", inputs_embeds=tok_emb, attention_mask=batch["attention_mask"],
+                   token_type_ids=batch["token_type_ids"])
+    loss_sum = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
+    saliency = None
+    if getattr(provider, "needs_saliency", False):
+        (grad,) = torch.autograd.grad(loss_sum, tok_emb, retain_graph=True)
+        saliency = grad.abs().sum(-1)
+
+    def forward(*, inputs_embeds, forward_context=None):
+        import contextlib
+
+        with (forward_context or contextlib.nullcontext)():
+            return model(task="anli", inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"],
+                         token_type_ids=batch["token_type_ids"])
+
+    perturbable = perturbable_token_mask(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                         special_ids=tiny["special_ids"])
+    ctx = StepContext(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      token_type_ids=batch["token_type_ids"], token_embeddings=tok_emb, logits=logits,
+                      perturbable_mask=perturbable, forward=forward, adv_loss=symmetric_kl, saliency=saliency)
+    return ctx, loss_sum
+
+
+PERTURBING = [name for name in provider_names() if name != "none"]
+
+
+@pytest.mark.parametrize("name", provider_names())
+def test_every_provider_shape_specials_and_determinism(tiny, name):
+    provider = make_provider(tiny, name)
+    torch.manual_seed(0)
+    ctx, _ = make_context(tiny, provider)
+    first = provider.perturb(ctx)
+    if name == "none":
+        assert first is None
+        return
+    assert first.embeddings.shape == ctx.token_embeddings.shape
+    assert first.embeddings.dtype == ctx.token_embeddings.dtype
+    assert not first.delta.requires_grad
+    frozen = ~ctx.perturbable_mask  # special tokens and padding
+    assert torch.equal(first.embeddings[frozen], ctx.token_embeddings[frozen])
+    assert not first.changed[frozen].any()
+    assert first.changed.any(), f"{name} changed nothing in this batch"
+    # only positions marked changed differ
+    differs = (first.embeddings - ctx.token_embeddings).abs().amax(-1) > 0
+    assert not (differs & ~first.changed).any()
+    torch.manual_seed(0)
+    ctx2, _ = make_context(tiny, provider)
+    second = provider.perturb(ctx2)
+    assert torch.equal(first.delta, second.delta) and torch.equal(first.changed, second.changed)
+
+
+@pytest.mark.parametrize("name", provider_names())
+def test_every_provider_step_gradients_match_the_formula(tiny, name):
+    model, batch = tiny["model"], tiny["batch"]
+    provider = make_provider(tiny, name)
+    alpha = 1.0 if name == "none" else 0.7
+    if name != "none":
+        provider.options["adv_alpha"] = alpha
+
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=batch, task=TASK,
+                                adv_alpha=alpha, special_ids=tiny["special_ids"], normaliser=3.0)
+    assert torch.isfinite(outcome.loss)
+    step_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert any(n.startswith("encoder.encoder.layer.0") for n in step_grads), "backward must reach the encoder"
+
+    # By hand: CE mean + alpha * (KL(p||q) + KL(q||p)) / n, with the provider's (constant) delta.
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    ctx, loss_sum = make_context(tiny, provider)
+    perturbation = provider.perturb(ctx)
+    loss = loss_sum / 3
+    if perturbation is not None:
+        with perturbation.forward_context():
+            adv_logits = model(task="anli", inputs_embeds=ctx.token_embeddings + perturbation.delta
+                               if perturbation.reference is None else ctx.token_embeddings,
+                               attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+        logp, logq = ctx.logits.log_softmax(-1), adv_logits.log_softmax(-1)
+        kl = (logp.detach().exp() * (logp.detach() - logq)).sum() + (logq.detach().exp() * (logq.detach() - logp)).sum()
+        loss = loss + alpha * kl / 3
+    loss.backward()
+    hand_grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert hand_grads.keys() == step_grads.keys()
+    for key in hand_grads:
+        torch.testing.assert_close(step_grads[key], hand_grads[key], rtol=1e-5, atol=1e-7, msg=key)
+    model.zero_grad(set_to_none=True)
+
+
+def test_registry_names_aliases_and_option_ownership():
+    expected = {"none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5"}
+    assert expected <= set(provider_names())
+    assert get_spec("similar-top1").name == "1-1"
+    from mt_dnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--top_k does not apply to --perturbation 1-1"):
+        resolve_options(name="1-1", given={"top_k": 5})
+    with pytest.raises(ConfigError, match="--noise_size: fixed to 1.0 by --perturbation 1-1_1.0"):
+        resolve_options(name="1-1_1.0", given={"noise_size": 0.3})
+    with pytest.raises(ConfigError, match=r"--noise_size: expected a number in \[0.0, 1.0\], got 1.5"):
+        resolve_options(name="1-1", given={"noise_size": 1.5})
+    with pytest.raises(ConfigError, match=r"unknown provider \(choices: none, "):
+        resolve_options(name="2-4", given={})
+    _, options = resolve_options(name="smart", given={})
+    assert options["adv_step_size"] == 1e-5 and options["adv_noise_var"] == 1e-5 and options["adv_k"] == 1
+    _, options = resolve_options(name="2-2", given={})
+    assert options["noise_ratio"] == 0.15 and options["noise_size"] == 0.5
+
+
+# ---------------------------------------------------------------------------------- similar words
+
+def test_one_one_full_gives_exactly_the_neighbour(tiny):
+    provider = make_provider(tiny, "1-1_1.0")
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    weight = tiny["model"].encoder.get_input_embeddings().weight
+    neighbours = weight[provider.neighbors[ctx.input_ids, 0]]
+    mask = ctx.perturbable_mask
+    torch.testing.assert_close(result.embeddings[mask], neighbours[mask], rtol=0, atol=1e-6)
+
+
+def test_one_one_half_way(tiny):
+    provider = make_provider(tiny, "1-1")
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    weight = tiny["model"].encoder.get_input_embeddings().weight
+    expected = 0.5 * (ctx.token_embeddings + weight[provider.neighbors[ctx.input_ids, 0]])
+    mask = ctx.perturbable_mask
+    torch.testing.assert_close(result.embeddings[mask], expected[mask])
+
+
+def test_one_two_draws_uniformly_from_the_top_ten_only(tiny):
+    provider = make_provider(tiny, "1-2")
+    assert provider.neighbors.shape[1] == 10
+    token = tiny["tokenizer"].convert_tokens_to_ids("car")
+    ids = torch.full((200, 50), token)
+    draws = torch.cat([provider.choose_neighbors(ids).flatten() for _ in range(3)])
+    allowed = set(provider.neighbors[token].tolist())
+    counts = torch.bincount(draws, minlength=provider.neighbors.max() + 1)
+    assert set(draws.unique().tolist()) == allowed  # only the top 10, and all of them
+    seen = counts[list(allowed)].float()
+    assert seen.min() > 0.8 * seen.mean() and seen.max() < 1.2 * seen.mean()  # 30,000 draws, uniform
+
+
+# ---------------------------------------------------------------------------------- partial noise
+
+def test_partial_count_per_example():
+    from noise_training.providers.partial import tokens_to_change
+
+    perturbable = torch.zeros(5, 40, dtype=torch.bool)
+    for row, n in enumerate([1, 3, 10, 20, 37]):
+        perturbable[row, 1 : 1 + n] = True
+    # round-half-up(0.15 n), at least one: 0.15→1, 0.45→1, 1.5→2, 3.0→3, 5.55→6
+    assert tokens_to_change(perturbable=perturbable, ratio=0.15).tolist() == [1, 1, 2, 3, 6]
+
+
+@pytest.mark.parametrize("name", ["2-1", "2-2", "2-3"])
+def test_partial_providers_change_exactly_the_count(tiny, name):
+    from noise_training.providers.partial import tokens_to_change
+
+    provider = make_provider(tiny, name)
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    expected = tokens_to_change(perturbable=ctx.perturbable_mask, ratio=0.15)
+    assert result.changed.sum(1).tolist() == expected.tolist()
+
+
+def test_saliency_selection_on_a_hand_checked_example():
+    from noise_training.providers.partial import select_top
+
+    saliency = torch.tensor([[9.0, 0.5, 3.0, 7.0, 0.1, 2.0, 8.0, 0.0]])
+    perturbable = torch.tensor([[False, True, True, True, True, True, True, False]])  # [CLS] ... [PAD]
+    count = torch.tensor([2])
+    high = select_top(scores=saliency, perturbable=perturbable, count=count)
+    low = select_top(scores=-saliency, perturbable=perturbable, count=count)
+    assert high.nonzero()[:, 1].tolist() == [3, 6]  # 7.0 and 8.0; [CLS]'s 9.0 is not perturbable
+    assert low.nonzero()[:, 1].tolist() == [1, 4]  # 0.5 and 0.1; padding's 0.0 never counts
+
+
+def test_saliency_providers_use_the_step_one_gradient(tiny):
+    provider = make_provider(tiny, "2-2")
+    ctx, _ = make_context(tiny, provider)
+    assert provider.needs_saliency and ctx.saliency is not None
+    result = provider.perturb(ctx)
+    for row in range(ctx.input_ids.shape[0]):
+        chosen = ctx.saliency[row][result.changed[row]]
+        others = ctx.saliency[row][ctx.perturbable_mask[row] & ~result.changed[row]]
+        assert chosen.min() >= others.max()
+
+
+# ---------------------------------------------------------------------------------- SMART
+
+def test_smart_noise_after_the_step_matches_the_formula(tiny):
+    provider = make_provider(tiny, "smart", adv_step_size=1e-3)
+    ctx, _ = make_context(tiny, provider)
+    torch.manual_seed(5)
+    result = provider.perturb(ctx)
+    mask = ctx.perturbable_mask.unsqueeze(-1).float()
+    torch.manual_seed(5)
+    delta0 = (torch.randn_like(ctx.token_embeddings) * 1e-5 * mask).requires_grad_(True)
+    adv = ctx.forward(inputs_embeds=ctx.token_embeddings.detach() + delta0)
+    (grad,) = torch.autograd.grad(symmetric_kl(ctx.logits.detach(), adv), delta0)
+    grad = grad * mask
+    expected = delta0.detach() + 1e-3 * grad / (grad.abs().amax(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(result.delta, expected * mask, rtol=1e-5, atol=1e-9)
+    assert result.extra_forwards == 1 and result.extra_backwards == 1
+    # the step is small: no renormalisation of the whole delta to norm 1 (an MT-DNN defect)
+    assert result.delta.abs().max() <= 1e-3 + 1e-4
+
+
+def test_smart_ascent_increases_the_adversarial_loss(tiny):
+    # A random tiny model barely reacts to 1e-5 noise (KL ~ 1e-8, under the 1e-6 epsilon), so the
+    # test uses a larger noise and step and a negligible epsilon; the ascent logic is the same.
+    settings = dict(adv_step_size=5e-2, adv_noise_var=5e-2, adv_epsilon=1e-12)
+    provider = make_provider(tiny, "smart", **settings)
+    ctx, _ = make_context(tiny, provider)
+    torch.manual_seed(2)
+    result = provider.perturb(ctx)
+    mask = ctx.perturbable_mask.unsqueeze(-1)
+    torch.manual_seed(2)
+    initial = torch.randn_like(ctx.token_embeddings) * 5e-2 * mask
+    random_step = initial + 5e-2 * torch.sign(torch.randn_like(initial)) * mask  # same size, no gradient
+    with torch.no_grad():
+        kl = lambda delta: symmetric_kl(ctx.logits, ctx.forward(inputs_embeds=ctx.token_embeddings + delta)).item()
+        before, after, unguided = kl(initial), kl(result.delta), kl(random_step)
+    assert after > 10 * before and after > 2 * unguided, (before, after, unguided)
+
+
+def test_smart_inner_step_leaves_parameter_gradients_alone(tiny):
+    provider = make_provider(tiny, "smart")
+    tiny["model"].zero_grad(set_to_none=True)
+    ctx, _ = make_context(tiny, provider)
+    provider.perturb(ctx)
+    assert all(p.grad is None for p in tiny["model"].parameters())
+
+
+def test_smart_non_finite_gradient_skips_and_counts(tiny):
+    model = tiny["model"]
+    provider = make_provider(tiny, "smart")
+    # A NaN gradient flowing back out of the encoder, as an fp16 overflow would produce.
+    def poison(module, args, output):
+        if output.requires_grad:
+            output.register_hook(lambda grad: torch.full_like(grad, float("nan")))
+
+    handle = model.encoder.embeddings.register_forward_hook(poison)
+    try:
+        ctx, _ = make_context(tiny, provider)
+        result = provider.perturb(ctx)
+    finally:
+        handle.remove()
+    assert result.skipped and provider.skipped_steps == 1 and not result.changed.any()
+    outcome = run_training_step(model=model, forward_model=model, provider=_Skipping(result), batch=tiny["batch"],
+                                task=TASK, adv_alpha=1.0, special_ids=tiny["special_ids"], normaliser=3.0)
+    assert outcome.adv_skipped and outcome.adv_loss is None and outcome.forwards == 1 + result.extra_forwards
+    model.zero_grad(set_to_none=True)
+
+
+class _Skipping:
+    needs_saliency = False
+
+    def __init__(self, result):
+        self.result = result
+
+    def perturb(self, ctx):
+        return self.result
+
+
+def test_smart_at_embedding_output_uses_a_hook_and_adds_nothing_twice(tiny):
+    provider = make_provider(tiny, "smart", smart_at="embedding_output", adv_step_size=1e-3)
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    assert torch.equal(result.embeddings, ctx.token_embeddings)  # token embeddings untouched
+    assert result.reference is not None and result.reference.shape == result.delta.shape
+    model, batch = tiny["model"], tiny["batch"]
+    common = dict(task="anli", attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+    with torch.no_grad():
+        clean = model(inputs_embeds=ctx.token_embeddings, **common)
+        with result.forward_context():
+            hooked = model(inputs_embeds=ctx.token_embeddings, **common)
+        after = model(inputs_embeds=ctx.token_embeddings, **common)
+    assert not torch.equal(clean, hooked) and torch.equal(clean, after)  # the hook is gone afterwards
+
+
+# ---------------------------------------------------------------------------------- WordNet
+
+def test_wordnet_changes_only_whole_words_with_synonyms(tiny):
+    provider = make_provider(tiny, "wordnet_1.0")
+    ctx, _ = make_context(tiny, provider)
+    torch.manual_seed(0)
+    result = provider.perturb(ctx)
+    tokenizer = tiny["tokenizer"]
+    weight = tiny["model"].encoder.get_input_embeddings().weight
+    tokens = [tokenizer.convert_ids_to_tokens(row) for row in ctx.input_ids.tolist()]
+    changed_words = {tokens[r][c] for r, c in result.changed.nonzero().tolist()}
+    assert {"car", "happy"} & changed_words
+    assert not {"the", ".", "a"} & changed_words  # no synonyms (or, for "a", none among single tokens here)
+    for r, c in result.changed.nonzero().tolist():
+        replacement = (weight - result.embeddings[r, c]).abs().sum(-1).argmin().item()
+        assert replacement in provider.table.synonyms_of(ctx.input_ids[r, c].item())
