@@ -9,8 +9,9 @@ Three figures on the real ANLI dev and test files (R1-R3, 6,400 pairs):
    pairs of similar length share a batch) and padded to ``--max_seq_len``: tokens computed
    (padding included) and epoch time. The epoch time is composed from measured steps: a
    plain fine-tuning step (forward + backward + AdamW) is timed at several padded widths,
-   a quadratic in the width is fitted, and every batch of each epoch plan is priced with it.
-   A few real batches of each plan are timed too, to check the fit.
+   a quadratic in the width is fitted, and every batch of each epoch plan is priced with it
+   (the widths are timed interleaved and the minimum kept, so load from other processes
+   does not bend the fit). A few real batches of each plan are timed too, to check the fit.
 
     python -m benchmarks.bench_data                          # packaged MiniLM, CPU
     python -m benchmarks.bench_data --tokenize_only
@@ -22,7 +23,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -104,7 +104,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 96, 160, 256, 512],
                         help="padded widths at which a step is timed for the fit (max_seq_len is always added)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed steps per width (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per width (the minimum is kept)")
     parser.add_argument("--check_batches", type=int, default=2, help="real batches of each plan timed to check the fit")
     parser.add_argument("--tokenize_only", action="store_true", help="only the tokenisation/cache figures")
     parser.add_argument("--seed", type=int, default=0)
@@ -188,12 +188,18 @@ def run(args) -> list[str]:
 
     timed(random_rows(), 128)  # warm-up
     widths = sorted(set(args.widths) | {args.max_seq_len})
-    measured = {w: statistics.median(timed(random_rows(), w) for _ in range(args.repeats)) for w in widths}
+    # Widths interleaved round by round, and the least-disturbed (minimum) time kept: other
+    # processes' load only ever adds time, and it should not bend the fit toward one width.
+    samples: dict[int, list[float]] = {w: [] for w in widths}
+    for _ in range(args.repeats):
+        for w in widths:
+            samples[w].append(timed(random_rows(), w))
+    measured = {w: min(values) for w, values in samples.items()}
     # step(width) ~ a + b w + c w^2 for a full batch; a smaller last batch scales with its rows.
     coef = np.polyfit(np.array(widths, dtype=float), np.array([measured[w] for w in widths]), deg=2)
     price = lambda rows, width: float(np.polyval(coef, width)) * rows / args.batch_size  # noqa: E731
 
-    lines += ["", f"step (forward + backward + AdamW, batch {args.batch_size}) by padded width, median of {args.repeats}:",
+    lines += ["", f"step (forward + backward + AdamW, batch {args.batch_size}) by padded width, min of {args.repeats}:",
               "  " + " | ".join(f"{w}: {measured[w]:.2f} s" for w in widths)]
     header = f"{'padding':<16}{'batches':>8}{'mean width':>11}{'tokens':>10}{'real %':>8}{'epoch s':>9}{'vs dynamic':>11}"
     lines += ["", f"one epoch of the {len(data)} pairs:", header, "-" * len(header)]
@@ -208,7 +214,8 @@ def run(args) -> list[str]:
         lines.append("fit check (real batches of each plan, measured vs priced):")
         for mode in ("dynamic", "length_grouped"):
             for indices, width in plans[mode][: args.check_batches]:
-                lines.append(f"  {mode:<15} width {width:>3}: {timed(indices, width):.2f} s measured, "
+                seconds = min(timed(indices, width) for _ in range(2))
+                lines.append(f"  {mode:<15} width {width:>3}: {seconds:.2f} s measured (min of 2), "
                              f"{price(len(indices), width):.2f} s priced")
     return lines
 

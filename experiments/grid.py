@@ -672,7 +672,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every paper script takes; each defaults to its environment variable, then the preset."""
     group = parser.add_argument_group("grid (flag, else environment variable, else the preset's value)")
     group.add_argument("--preset", choices=sorted(PRESETS), default=_env("REPRO_PRESET") or "paper",
-                       help="; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+                       help="; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values()).replace("%", "%%")
                        + " ($REPRO_PRESET; default paper)")
     group.add_argument("--models", default=_env("REPRO_MODELS"),
                        help="comma-separated MODEL[:BATCH] ($REPRO_MODELS; paper: bert-base-uncased:32,roberta-large:16)")
@@ -681,7 +681,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", default=_env("REPRO_SEEDS"), help="e.g. 1-6 or 1,2,3 ($REPRO_SEEDS; paper 1-6)")
     group.add_argument("--output", default=_env("REPRO_RUNS"),
                        help="the RUNS folder ($REPRO_RUNS; default runs/paper, cpu preset runs/cpu)")
-    group.add_argument("--gpus", type=int, default=int(_env("REPRO_GPUS") or 1),
+    group.add_argument("--gpus", default=_env("REPRO_GPUS") or "1",
                        help="GPUs per run; more than 1 launches through torchrun ($REPRO_GPUS; default 1)")
     group.add_argument("--train_datasets", default=None,
                        help="train.py --train_datasets (default anli = A1+A2+A3 train; the cpu preset falls back "
@@ -722,8 +722,12 @@ def resolve_request(args: argparse.Namespace) -> GridRequest:
     default_batch = {m.tag: m.batch_size for p in PRESETS.values() for m in p.models}
     models = parse_models(args.models, default_batch=default_batch) if args.models else preset.models
     seeds = parse_seeds(args.seeds) if args.seeds else preset.seeds
-    if args.gpus < 1:
-        raise GridError(f"--gpus {args.gpus}: expected a whole number >= 1")
+    try:
+        gpus = int(args.gpus)
+    except ValueError:
+        gpus = 0
+    if gpus < 1:
+        raise GridError(f"--gpus {args.gpus} (or $REPRO_GPUS): expected a whole number >= 1")
     for flag in ("max_train_examples", "max_eval_examples", "max_seq_len"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -769,7 +773,7 @@ def resolve_request(args: argparse.Namespace) -> GridRequest:
         learning_rate=preset.learning_rate, warmup=preset.warmup,
         max_seq_len=args.max_seq_len or preset.max_seq_len,
         max_train_examples=max_train, max_eval_examples=max_eval,
-        save_every=preset.save_every, gpus=args.gpus,
+        save_every=preset.save_every, gpus=gpus,
         cache_dir=Path(args.cache_dir).expanduser().resolve() if args.cache_dir else None,
         extra_train_args=extra, keep_step_checkpoints=args.keep_step_checkpoints, notes=tuple(notes),
     )
@@ -804,6 +808,16 @@ def grid_runs(*, runs_dir: Path, cells: list[Cell]) -> list:
     return [run for run in runs if (run.model, run.method, run.seed) in wanted]
 
 
+def parse_methods(text: str) -> list[Method]:
+    """'none,smart@adv_step_size=1e-3,1-1' -> Methods; a folder's own settings may hold commas
+    (smart@adv_k=2,adv_step_size=1e-3), so a comma starts a new method only before a name without '='."""
+    folders = re.split(r",(?=[^,=@]+(?:@|,|$))", text)
+    methods = [method_from_folder(folder=f.strip()) for f in folders if f.strip()]
+    if not methods:
+        raise GridError(f"--methods {text!r}: expected at least one method")
+    return methods
+
+
 def execute(*, request: GridRequest, cells: list[Cell]) -> int:
     """Run (or dry-run) the cells; 0 when nothing failed. Training is skipped with --no_train."""
     if request.no_train:
@@ -823,9 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         request = resolve_request(args)
-        # A folder name may itself hold commas (smart@a=1,b=2): split on commas that start a new method.
-        folders = re.split(r",(?=[^,=@]+(?:@|,|$))", args.methods)
-        methods = [method_from_folder(folder=f.strip()) for f in folders if f.strip()]
+        methods = parse_methods(args.methods)
         cells = build_cells(models=request.models, methods=methods, seeds=request.seeds)
         return execute(request=request, cells=cells)
     except GridError as exc:

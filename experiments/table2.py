@@ -85,13 +85,14 @@ def run_table(*, argv: list[str] | None, prog: str, description: str, default_me
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(default_methods),
-                        help=f"comma-separated --perturbation names (default: {','.join(default_methods)})")
+                        help="comma-separated method folders: a --perturbation name, optionally @option=value "
+                             f"(e.g. smart@adv_step_size=1e-3); default {','.join(default_methods)}")
     grid.add_grid_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         request = grid.resolve_request(args)
-        methods = [grid.method_from_folder(folder=m.strip()) for m in args.methods.split(",") if m.strip()]
+        methods = grid.parse_methods(args.methods)
         cells = grid.build_cells(models=request.models, methods=methods, seeds=request.seeds)
         status = grid.execute(request=request, cells=cells)
         if request.dry_run or status == 130:

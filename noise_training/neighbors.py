@@ -26,8 +26,8 @@ Algorithm (``topk_cosine_neighbors``)
 -------------------------------------
 Rows are L2-normalised in float32 (a row of zero norm stays zero, so its cosine with
 everything is 0: no NaN), and the similarity matrix S = Xn Xn^T is visited in b x b blocks,
-never materialised.  Extra memory: the normalised copy (V x D floats), one panel of 16,384
-rows x b (64 MB at b = 1024), the running [V, k] table and the candidate lists.
+never materialised.  Extra memory: the normalised copy (V x D floats), one panel of 8,192
+rows x b per worker (32 MB at b = 1024), the running [V, k] table and the candidate lists.
 
 * Symmetry: S is symmetric, so a block S[J, I] (J > I) is computed once and updates the rows
   of block J (its rows) and the rows of block I (its columns).  Only the lower block triangle
@@ -36,13 +36,16 @@ rows x b (64 MB at b = 1024), the running [V, k] table and the candidate lists.
 * Selection without a sort and (almost) without torch.topk: every row keeps a running exact
   top-k, whose k-th value tau_r is a lower bound of the row's final k-th value (it is the k-th
   best of a subset of the row).  So only entries >= tau_r can enter the final top-k, and they
-  are found cheaply: the panel is cut into tiles of g = 32 consecutive entries (along rows for
-  the row direction, down columns for the column direction), one vectorised ``amax`` per
-  direction gives each tile's maximum (a few % of the matmul time), and only the rare tiles
-  whose maximum reaches tau_r are read entry by entry.  Diagonal blocks are visited first;
-  there a ``torch.topk`` of the block seeds tau (the k-th value of a block is a valid lower
-  bound too), so every later block is filtered.  Candidates are merged once per block column
-  (more often when many pile up), which keeps the number of small torch calls low.
+  are found cheaply: the panel is cut into tiles of g = 16 entries (16 columns of one row for
+  the row direction, 16 consecutive rows of one column for the column direction), one
+  vectorised ``amax`` per direction gives each tile's maximum, and only the rare tiles whose
+  maximum reaches tau_r are read entry by entry.  Thresholds are seeded from tile maxima too:
+  the k largest tile maxima are k distinct entries, so the k-th of them is a valid lower
+  bound.  Diagonal blocks are visited first and seed every row; each panel seeds the columns
+  it covers (a panel holds 8 blocks of a column, which its running value has not seen).
+  Measured at 30,522 x 768: selection and merging cost about a third of the CPU time of the half-size
+  GEMMs, where a ``torch.topk`` of every block along rows and along columns measured 1.2-1.5x
+  the block's GEMM time.
 * Exact, deterministic ties: the candidates (all entries >= tau, so ties at the boundary are
   never lost) are merged into the running table with ``torch.topk`` on a unique int64 key
   (order-preserving bits of the float32 score in the high half, ``2^31 - 1 - token_id`` in the
@@ -57,11 +60,14 @@ rows x b (64 MB at b = 1024), the running [V, k] table and the candidate lists.
   rows whose similarities are set to -inf).  MKL sums each entry in the same order whatever
   the panel's height and whichever operand a block is, so a similarity does not depend on the
   panel it falls in: the table equals the straightforward table (every row block against every
-  column block), bit for bit; the benchmark checks this at full size, the tests against a
-  full-matrix brute force.
-* Threads: products use torch's thread count; the selection ops run on one thread.  They are
-  small, and on a shared 2-core machine a 2-thread op waits at its barrier whenever another
-  process holds the second core (measured: 2-3x slower builds under load, no gain when idle).
+  column block), bit for bit; the benchmark checks this at full size, the tests compare with
+  a full-matrix brute force (bit for bit on exactly representable data full of ties).
+* Threads: torch's own threads are switched off (restored on return) and as many Python
+  worker threads as torch had take panels in turn, each doing its GEMM, selection and merge
+  single-threaded (see ``_Workers``).  On a free 2-core machine both cores stay busy; when
+  other processes hold a core the workers just take turns, where a 2-thread torch op would
+  wait at its barrier (measured with other jobs on the machine: builds 1.6-2.7x slower with
+  2-thread selection).  Other Python threads running torch ops meanwhile see 1 thread.
 * The table is always built on the CPU, so the cached result does not depend on the device.
 
 Cache (``load_or_build_neighbor_table``)
@@ -82,8 +88,10 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,20 +100,17 @@ import torch
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1"
-# 1024: a b x D x b GEMM already runs at full speed, a block (4 MB) stays in the L2 caches
-# while its tile maxima are taken, and 2 x 1024 rows of padding at most are wasted.
+# 1024: panel GEMMs (8 blocks x D x b) run at full speed, a diagonal block seeds thresholds
+# from 1,023 columns, and at most 1,023 padding rows are computed for nothing (CPU time of a
+# 30,522 x 768 build: 2048 measured no faster and needs twice the panel memory, 512 slower).
 DEFAULT_BLOCK_SIZE = 1024
-# Tile width of the maximum prefilter: 32 floats = two AVX-512 vectors, and measured the
-# cheapest width for a contiguous amax (16 is 5x slower, 64 no faster).
-_TILE = 32
-# Rows per similarity panel (16,384 x 1024 floats = 64 MB at the default block size): large
-# GEMMs, and the per-op cost of the selection amortised over 16 blocks, while the panel stays
-# far below the memory target (measured on 30,522 x 768 against 4- and 8-block panels).
-_PANEL_ROWS = 16384
-# Candidates per row allowed to pile up before a merge raises the thresholds.
-_MAX_PENDING = 4 * 10
-# Threads of the selection ops (0: torch's count); see the module docstring.
-_SELECTION_THREADS = 1
+# Entries per tile of the maximum prefilter: narrower tiles mean fewer entries read per active
+# tile, wider ones cheaper maxima; 16 measured ~5% cheaper builds than 32 and than 8.
+_TILE = 16
+# Rows per similarity panel (8,192 x 1024 floats = 32 MB per worker at the default block
+# size): the per-op cost of the selection is amortised over 8 blocks; 16,384 rows measured no
+# faster (CPU time on 30,522 x 768) and would cost 64 MB more with two workers.
+_PANEL_ROWS = 8192
 _FLOAT_MIN = torch.finfo(torch.float32).min
 # The order key of (score -inf, id -1): below every real candidate, and it decodes to -inf.
 _LOWEST_KEY = ((-0x7F800001) << 32) + 0x80000000
@@ -175,92 +180,119 @@ def _merge(table: _Table, rows: torch.Tensor, nbrs: torch.Tensor, v: torch.Tenso
 
     The candidates are grouped by row and laid out in a padded key matrix next to each row's
     running top-k keys; one ``torch.topk`` of the unique keys keeps the exact top-k (no full
-    sort of a row: the only sort is of the candidate list by row id).
+    sort of a row: the only sort is of the candidate list by row id).  A row's only candidate
+    is inserted by comparison instead (the commonest case).  Rows are padded in classes of
+    similar candidate counts (2-16, 17-64, 65-256, ...): one row with hundreds of candidates
+    (a row whose threshold is still loose) must not widen the pad of 50,000 rows with a few
+    each (measured: a 200 MB transient on 50,265 x 1,024 without the classes).
     """
     rows, order = torch.sort(rows)
+    keys = _order_key(v[order], nbrs[order])
     uniq, counts = torch.unique_consecutive(rows, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    single = counts == 1
+    if bool(single.any()):
+        # Insert it: keys before it stay, the rest shift right by one and the last drops out.
+        one_rows, one_keys = uniq[single], keys[starts[single]][:, None]
+        old = table.keys[one_rows]
+        at = (old > one_keys).sum(dim=1, keepdim=True)
+        col = torch.arange(table.k)
+        shifted = torch.cat([old[:, :1], old[:, :-1]], dim=1)
+        new = torch.where(col < at, old, torch.where(col == at, one_keys, shifted))
+        table.keys[one_rows] = new
+        table.tau[one_rows] = _key_scores(new[:, -1])
     group = torch.repeat_interleave(torch.arange(uniq.numel()), counts)
-    pos = torch.arange(rows.numel()) - (torch.cumsum(counts, 0) - counts)[group]
-    pad = torch.full((uniq.numel(), int(counts.max())), _LOWEST_KEY, dtype=torch.int64)
-    pad[group, pos] = _order_key(v[order], nbrs[order])
-    best = torch.topk(torch.cat([table.keys[uniq], pad], dim=1), table.k, dim=1).values
-    table.keys[uniq] = best
-    table.tau[uniq] = _key_scores(best[:, -1])
+    pos = torch.arange(rows.numel()) - starts[group]
+    low, high = 1, 16
+    largest = int(counts.max())
+    while low < largest:
+        in_class = (counts > low) & (counts <= high)
+        low, high = high, high * 4
+        members = in_class.nonzero().squeeze(1)
+        if members.numel() == 0:
+            continue
+        # Position of each row of the class among the class's rows.
+        slot = torch.cumsum(in_class, 0) - 1
+        picked = in_class[group]
+        pad = torch.full((members.numel(), int(counts[members].max())), _LOWEST_KEY, dtype=torch.int64)
+        pad[slot[group[picked]], pos[picked]] = keys[picked]
+        class_rows = uniq[members]
+        best = torch.topk(torch.cat([table.keys[class_rows], pad], dim=1), table.k, dim=1).values
+        table.keys[class_rows] = best
+        table.tau[class_rows] = _key_scores(best[:, -1])
 
 
 def _threshold(tau: torch.Tensor, block_kth: torch.Tensor | None) -> torch.Tensor:
-    """Threshold for one block: the running k-th value, raised by the block's own k-th value.
+    """Threshold for one panel: the running k-th value, raised by a k-th value of the panel.
 
     Clamped to the lowest finite float so that -inf entries (self, padding) never qualify.
+    Returns a new tensor: a snapshot, whatever merges other workers do meanwhile.
     """
     if block_kth is not None:
         tau = torch.maximum(tau, block_kth)
     return tau.clamp_min(_FLOAT_MIN)
 
 
+def _kth_of_maxima(maxima: torch.Tensor, k: int, dim: int) -> torch.Tensor | None:
+    """k-th largest tile maximum along ``dim``, or None when there are fewer than k tiles.
+
+    The k largest tile maxima are k distinct entries, so the k-th of them is at most the k-th
+    largest entry: a valid threshold, from a topk over a fraction of the entries.
+    """
+    if maxima.shape[dim] < k:
+        return None
+    return torch.topk(maxima, k, dim=dim).values.select(dim, k - 1)
+
+
 def _row_candidates(s: torch.Tensor, tau: torch.Tensor, k: int, tile: int, *, seed: bool = False):
     """Entries s[r, c] >= threshold of row r, as (r, c, value); None when there are none.
 
-    ``seed``: raise the threshold with the block's own k-th value per row (diagonal blocks, and
-    any block holding a row that has no finite threshold yet, which would let everything in).
+    Tiles are ``tile`` columns spaced b / tile apart (c = w * b / tile + t): reducing over the
+    strided axis vectorises across tiles (measured 1.2-1.5x faster than tiles of consecutive
+    columns).  ``seed``: raise the thresholds to the k-th tile maximum of each row (diagonal
+    blocks, and any panel holding a row without a finite threshold yet, which would let every
+    entry in).
     """
     br, bc = s.shape
+    tiles = s.view(br, tile, bc // tile)
+    maxima = tiles.amax(dim=1)
     block_kth = None
-    if bc >= k and (seed or bool(torch.isneginf(tau).any())):
-        block_kth = torch.topk(s, k, dim=1).values[:, -1]
+    if seed or bool(torch.isneginf(tau).any()):
+        block_kth = _kth_of_maxima(maxima, k, dim=1)
     thr = _threshold(tau, block_kth)
-    tiles = s.view(br, bc // tile, tile)
-    # Reducing over a strided axis vectorises across tiles: 1.8x faster than amax(dim=2).
-    active = (tiles.transpose(1, 2).amax(dim=1) >= thr[:, None]).nonzero()
+    active = (maxima >= thr[:, None]).nonzero()
     if active.numel() == 0:
         return None
     r, t = active.unbind(1)
-    picked = tiles[r, t]
+    picked = tiles[r, :, t]
     which, off = (picked >= thr[r, None]).nonzero().unbind(1)
-    return r[which], t[which] * tile + off, picked[which, off]
+    return r[which], off * (bc // tile) + t[which], picked[which, off]
 
 
 def _col_candidates(s: torch.Tensor, tau: torch.Tensor, k: int, tile: int):
-    """Entries s[r, c] >= threshold of column c, as (c, r, value); None when there are none."""
+    """Entries s[r, c] >= threshold of column c, as (c, r, value); None when there are none.
+
+    Tiles are ``tile`` consecutive rows of one column (reducing over them vectorises along the
+    row).
+    """
     br, bc = s.shape
-    block_kth = None
-    if br >= k and bool(torch.isneginf(tau).any()):
-        block_kth = torch.topk(s, k, dim=0).values[-1]
-    thr = _threshold(tau, block_kth)
     tiles = s.view(br // tile, tile, bc)
-    active = (tiles.amax(dim=1) >= thr[None, :]).nonzero()
+    maxima = tiles.amax(dim=1)
+    # Seed every column with the panel itself: a panel holds many blocks of each column, so the
+    # running k-th value lags far behind the panel's own (measured: 2.4x fewer candidates).
+    # Maxima of 64 row groups are enough (the k-th largest of them is at most the column's k-th
+    # largest entry) and take a topk over 64 values per column instead of one per tile.
+    coarse = maxima
+    if maxima.shape[0] > 64 and maxima.shape[0] % 64 == 0:
+        coarse = maxima.view(64, maxima.shape[0] // 64, bc).amax(dim=1)
+    thr = _threshold(tau, _kth_of_maxima(coarse, k, dim=0))
+    active = (maxima >= thr[None, :]).nonzero()
     if active.numel() == 0:
         return None
     t, c = active.unbind(1)
     picked = tiles[t, :, c]
     which, off = (picked >= thr[c, None]).nonzero().unbind(1)
     return c[which], t[which] * tile + off, picked[which, off]
-
-
-class _Candidates:
-    """Candidate (row, neighbour, score) triples gathered over several blocks, merged at once.
-
-    Merging after every block costs ~20 small torch calls per block; merging once per row
-    block costs a few more candidates (thresholds are a little staler) and far fewer calls.
-    """
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.count = 0
-
-    def add(self, found, row_block: int, col_block: int, block: int) -> None:
-        """Candidates found in a panel whose first row/column blocks are the given ones."""
-        if found is not None:
-            r, c, v = found
-            self.parts.append((r + row_block * block, c + col_block * block, v))
-            self.count += r.numel()
-
-    def merge_into(self, table: _Table) -> None:
-        if self.parts:
-            rows, nbrs, v = (torch.cat(p) for p in zip(*self.parts))
-            _merge(table, rows, nbrs, v)
-        self.parts = []
-        self.count = 0
 
 
 def _normalised_blocks(x: torch.Tensor, ids: torch.Tensor | None, block: int) -> torch.Tensor:
@@ -278,8 +310,17 @@ def _normalised_blocks(x: torch.Tensor, ids: torch.Tensor | None, block: int) ->
         part = out[start:stop]
         part.copy_(x[start:stop] if ids is None else x[ids[start:stop]])
         norms = torch.linalg.vector_norm(part, dim=1, keepdim=True)
+        if not bool(torch.isfinite(norms).all()):
+            # A row's norm is NaN/inf iff it holds NaN/inf or squares past float32 (|x| > ~1e19).
+            raise ValueError(
+                "topk_cosine_neighbors: embeddings contain NaN, infinite or too large values "
+                "(a row's float32 norm is not finite)"
+            )
         part.div_(norms.clamp_min(torch.finfo(torch.float32).tiny))
-        part[norms.squeeze(1) == 0] = 0.0
+        zero = norms.squeeze(1) == 0
+        if bool(zero.any()):
+            # Zero rows, or rows so tiny that their squares underflow: all zero, cosine 0.
+            part[zero] = 0.0
     return out
 
 
@@ -305,8 +346,6 @@ def _check_inputs(embeddings: torch.Tensor, k: int, block_size: int, excluded: l
             f"topk_cosine_neighbors: k={k} needs at least k+1={k + 1} tokens that may be neighbours, "
             f"got {allowed} (vocabulary {vocab}, {len(excluded)} excluded)"
         )
-    if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("topk_cosine_neighbors: embeddings contain NaN or infinite values")
 
 
 class _Table:
@@ -335,33 +374,83 @@ class _Table:
         return _key_scores(keys), _key_ids(keys)
 
 
-class _Panels:
-    """Similarity panels: row blocks j0..j1 of one table against one column block of another.
+def _panel(buf: torch.Tensor, rows: _Table, j0: int, j1: int, cols: _Table, i: int) -> torch.Tensor:
+    """Similarities of ``rows``' blocks j0..j1 with ``cols``' block i, in ``buf``; padding -inf.
 
-    One GEMM per panel ((j1 - j0) b x D x b): on a shared 2-core machine large GEMMs lose far
-    less to other processes than many block-sized ones (measured: the lower triangle as 1024 x
-    1024 blocks took 0.76-0.83 of the whole V x V product, as 8-block panels 0.52-0.71).  A
-    panel holds up to _PANEL_ROWS rows, so each selection op covers several blocks too.
+    One GEMM per panel ((j1 - j0) b x D x b) rather than one per block: fewer, larger calls.
+    """
+    b = rows.b
+    panel = buf[: (j1 - j0) * b]
+    torch.mm(rows.xn[j0 * b : j1 * b], cols.xn[i * b : (i + 1) * b].t(), out=panel)
+    if j1 * b > rows.n_valid:
+        panel[max(0, rows.n_valid - j0 * b) :] = float("-inf")
+    if (i + 1) * b > cols.n_valid:
+        panel[:, max(0, cols.n_valid - i * b) :] = float("-inf")
+    return panel
+
+
+class _Workers:
+    """Runs panel tasks on ``count`` Python threads, every torch op single-threaded.
+
+    Why not torch's own threads: a 2-thread op waits at a barrier whenever another process
+    holds the second core, and the selection is many small ops (measured with other jobs on
+    the machine: builds 1.6-2.7x slower with 2-thread selection), while the selection on one
+    thread after 2-thread GEMMs leaves a core idle on a quiet machine.  Independent workers,
+    each doing its own GEMMs and selection with one thread, keep both cores busy when they are
+    free and merely take turns when they are not.  Torch ops release the GIL.  Each worker has
+    its own panel buffer; merges into the shared table are serialised by a lock, while reads of
+    the thresholds need none (a threshold only grows, and any value it had is a valid bound).
     """
 
-    def __init__(self, block: int, threads: int) -> None:
-        self.b = block
-        self.threads = threads
-        self.blocks = max(1, _PANEL_ROWS // block)
-        self.buf = torch.empty(self.blocks * block, block)
+    def __init__(self, count: int, block: int, progress) -> None:
+        self.count = max(1, count)
+        self.panel_blocks = max(1, _PANEL_ROWS // block)
+        self.block = block
+        self.progress = progress
+        self.lock = threading.Lock()
 
-    def compute(self, rows: _Table, j0: int, j1: int, cols: _Table, i: int) -> torch.Tensor:
-        """Similarities of rows' blocks j0..j1 with cols' block i; padding set to -inf."""
-        b = self.b
-        panel = self.buf[: (j1 - j0) * b]
-        torch.set_num_threads(self.threads)
-        torch.mm(rows.xn[j0 * b : j1 * b], cols.xn[i * b : (i + 1) * b].t(), out=panel)
-        torch.set_num_threads(_SELECTION_THREADS or self.threads)
-        if j1 * b > rows.n_valid:
-            panel[max(0, rows.n_valid - j0 * b) :] = float("-inf")
-        if (i + 1) * b > cols.n_valid:
-            panel[:, max(0, cols.n_valid - i * b) :] = float("-inf")
-        return panel
+    def merge(self, table: _Table, found: list) -> None:
+        parts = [f for f in found if f is not None]
+        if parts:
+            rows, nbrs, v = (torch.cat(p) for p in zip(*parts))
+            with self.lock:
+                # Thresholds may have risen since the panel was read: drop what no longer fits.
+                keep = v >= table.tau[rows]
+                if not bool(keep.all()):
+                    rows, nbrs, v = rows[keep], nbrs[keep], v[keep]
+                if rows.numel():
+                    _merge(table, rows, nbrs, v)
+
+    def run(self, tasks: list, work) -> None:
+        """Call ``work(task, buffer)`` for every task; tasks are taken in order."""
+        pending = iter(tasks)
+        take = threading.Lock()
+        failed = threading.Event()
+
+        def loop() -> None:
+            # Per thread: OpenMP's and MKL's thread counts are thread-local, and a new thread
+            # would otherwise run its first GEMMs on all cores (measured), oversubscribing them.
+            torch.set_num_threads(1)
+            buf = torch.empty(self.panel_blocks * self.block, self.block)
+            while not failed.is_set():
+                with take:
+                    task = next(pending, None)
+                if task is None:
+                    return
+                try:
+                    work(task, buf)
+                except BaseException:
+                    failed.set()  # the other workers stop at their next task
+                    raise
+                with self.lock:
+                    self.progress.update(task[2] - task[1])
+
+        if self.count == 1:
+            loop()
+            return
+        with ThreadPoolExecutor(max_workers=self.count) as pool:
+            for future in [pool.submit(loop) for _ in range(self.count)]:
+                future.result()
 
 
 def _tile_width(block: int) -> int:
@@ -386,39 +475,43 @@ def topk_cosine_neighbors(
     first, ties broken by the lower token id; a row is never its own neighbour and no id of
     ``excluded_ids`` is ever a neighbour (excluded rows still get neighbours).  Computed in
     float32 whatever the input dtype, blockwise and symmetric (see the module docstring);
-    ``block_size`` changes speed and memory, never the result (a multiple of 32 is fastest).
+    ``block_size`` changes speed and memory, never the result (use a multiple of 16).
     ``show_progress`` shows a tqdm bar over row blocks (tqdm hides it when not on a terminal).
     """
     excluded = sorted({int(i) for i in excluded_ids}) if excluded_ids is not None else []
     _check_inputs(embeddings, k, block_size, excluded)
-    x = embeddings.detach().to("cpu")
+    threads = torch.get_num_threads()
+    # torch's own threads off: _Workers runs that many single-threaded workers instead.
+    torch.set_num_threads(1)
+    try:
+        return _build(embeddings.detach().to("cpu"), k, block_size, excluded, threads, show_progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(x: torch.Tensor, k: int, b: int, excluded: list[int], threads: int, show_progress: bool):
     vocab = x.shape[0]
     keep = torch.ones(vocab, dtype=torch.bool)
     keep[torch.tensor(excluded, dtype=torch.int64)] = False
     cand_ids = keep.nonzero().squeeze(1)
     excl_ids = (~keep).nonzero().squeeze(1)
-    b = block_size
     tile = _tile_width(b)
     cand = _Table(_normalised_blocks(x, cand_ids if excluded else None, b), cand_ids.numel(), k, b)
     excl = _Table(_normalised_blocks(x, excl_ids, b), excl_ids.numel(), k, b) if excluded else None
 
     from tqdm.auto import tqdm
 
-    progress = tqdm(
-        total=cand.n_blocks + (excl.n_blocks if excl else 0),
+    n = cand.n_blocks
+    with tqdm(
+        total=n * (n + 1) // 2 + (excl.n_blocks * n if excl else 0),
         desc="neighbour table",
-        unit="row block",
+        unit="block",
         disable=None if show_progress else True,
-    )
-    threads = torch.get_num_threads()
-    panels = _Panels(b, threads)
-    try:
-        with progress:
-            _symmetric_pass(cand, k, tile, panels, progress)
-            if excl is not None:
-                _rectangular_pass(excl, cand, k, tile, panels, progress)
-    finally:
-        torch.set_num_threads(threads)
+    ) as progress:
+        workers = _Workers(threads, b, progress)
+        _symmetric_pass(cand, k, tile, workers)
+        if excl is not None:
+            _rectangular_pass(excl, cand, k, tile, workers)
 
     indices = torch.empty(vocab, k, dtype=torch.int64)
     scores = torch.empty(vocab, k, dtype=torch.float32)
@@ -431,47 +524,57 @@ def topk_cosine_neighbors(
     return indices, scores
 
 
-def _symmetric_pass(table: _Table, k: int, tile: int, panels: _Panels, progress) -> None:
-    """Top-k of every row among the same rows: the upper block triangle, used both ways.
+def _symmetric_pass(table: _Table, k: int, tile: int, workers: _Workers) -> None:
+    """Top-k of every row among the same rows: the lower block triangle, used both ways.
 
     Panel (blocks j0..j1) x (block i) with j > i: its rows update blocks j0..j1, its columns
-    block i; the transposed panel is never computed.
+    block i; the transposed panel is never computed.  Diagonal blocks go first: their own k-th
+    values seed every row's threshold.  A task is (i, j0, j1).
     """
-    n = table.n_blocks
-    # Diagonal blocks first: their own k-th values seed every row's threshold.
-    for i in range(n):
-        s = panels.compute(table, i, i + 1, table, i)
+    n, b = table.n_blocks, table.b
+
+    def diagonal(task, buf) -> None:
+        i = task[0]
+        s = _panel(buf, table, i, i + 1, table, i)
         s.fill_diagonal_(float("-inf"))
-        pending = _Candidates()
-        pending.add(_row_candidates(s, table.tau[table.rows(i, i + 1)], k, tile, seed=True), i, i, table.b)
-        pending.merge_into(table)
-    for i in range(n):
-        # Two pools: block i's rows collect many candidates each (their thresholds stay put
-        # during the loop), the other rows few each; one padded merge of both would waste time.
-        own, others = _Candidates(), _Candidates()
-        for j0 in range(i + 1, n, panels.blocks):
-            j1 = min(n, j0 + panels.blocks)
-            s = panels.compute(table, j0, j1, table, i)
-            others.add(_row_candidates(s, table.tau[table.rows(j0, j1)], k, tile), j0, i, table.b)
-            own.add(_col_candidates(s, table.tau[table.rows(i, i + 1)], k, tile), i, j0, table.b)
-            if own.count > _MAX_PENDING * table.b:
-                own.merge_into(table)
-        own.merge_into(table)
-        others.merge_into(table)
-        progress.update(1)
+        found = _row_candidates(s, table.tau[table.rows(i, i + 1)], k, tile, seed=True)
+        workers.merge(table, [_shift(found, i * b, i * b)])
+
+    def off_diagonal(task, buf) -> None:
+        i, j0, j1 = task
+        s = _panel(buf, table, j0, j1, table, i)
+        found_rows = _row_candidates(s, table.tau[table.rows(j0, j1)], k, tile)
+        found_cols = _col_candidates(s, table.tau[table.rows(i, i + 1)], k, tile)
+        workers.merge(table, [_shift(found_rows, j0 * b, i * b), _shift(found_cols, i * b, j0 * b)])
+
+    workers.run([(i, i, i + 1) for i in range(n)], diagonal)
+    step = workers.panel_blocks
+    workers.run([(i, j0, min(n, j0 + step)) for i in range(n) for j0 in range(i + 1, n, step)], off_diagonal)
 
 
-def _rectangular_pass(table: _Table, cols: _Table, k: int, tile: int, panels: _Panels, progress) -> None:
-    """Top-k of every row of ``table`` among the rows of ``cols`` (excluded tokens: no symmetry)."""
-    for i in range(table.n_blocks):
-        for j0 in range(0, cols.n_blocks, panels.blocks):
-            j1 = min(cols.n_blocks, j0 + panels.blocks)
-            s = panels.compute(cols, j0, j1, table, i)
-            # Merged after every panel: the first one seeds these rows' thresholds.
-            pending = _Candidates()
-            pending.add(_col_candidates(s, table.tau[table.rows(i, i + 1)], k, tile), i, j0, table.b)
-            pending.merge_into(table)
-        progress.update(1)
+def _rectangular_pass(table: _Table, cols: _Table, k: int, tile: int, workers: _Workers) -> None:
+    """Top-k of every row of ``table`` among the rows of ``cols`` (excluded tokens: no symmetry).
+
+    Every panel seeds the thresholds of the excluded rows it covers (see _col_candidates).
+    """
+    b = table.b
+    step = workers.panel_blocks
+
+    def work(task, buf) -> None:
+        i, j0, j1 = task
+        s = _panel(buf, cols, j0, j1, table, i)
+        found = _col_candidates(s, table.tau[table.rows(i, i + 1)], k, tile)
+        workers.merge(table, [_shift(found, i * b, j0 * b)])
+
+    workers.run([(i, j0, min(cols.n_blocks, j0 + step)) for i in range(table.n_blocks) for j0 in range(0, cols.n_blocks, step)], work)
+
+
+def _shift(found, row_base: int, col_base: int):
+    """Candidates with block-local row/column indices -> table-wide indices."""
+    if found is None:
+        return None
+    r, c, v = found
+    return r + row_base, c + col_base, v
 
 
 # --------------------------------------------------------------------------- the cache
@@ -497,6 +600,20 @@ def neighbor_table_key(*, embeddings: torch.Tensor, k: int, excluded_ids: Iterab
 
 def _cache_path(cache_dir: Path, key: str, k: int) -> Path:
     return cache_dir / f"neighbors_k{k}_{key[:24]}.safetensors"
+
+
+def save_neighbor_table(*, table: NeighborTable, cache_dir: str | os.PathLike) -> Path:
+    """Write ``table`` where ``load_or_build_neighbor_table`` will look for it; returns the path.
+
+    For a table built outside that function (e.g. timed on its own by the benchmark); its
+    ``key`` must be ``neighbor_table_key`` of the embeddings, k and excluded ids it was built
+    from, or the next load will reject it and rebuild.
+    """
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _cache_path(folder, table.key, table.k)
+    _write_table(path, table)
+    return path
 
 
 def _write_table(path: Path, table: NeighborTable) -> None:
@@ -603,6 +720,6 @@ def load_or_build_neighbor_table(
         show_progress=show_progress,
     )
     table = NeighborTable(indices=indices, scores=scores, k=k, key=key)
-    _write_table(path, table)
+    save_neighbor_table(table=table, cache_dir=folder)
     logger.info("built neighbour table %s (V=%d, k=%d) in %.1f s", path, vocab, k, time.perf_counter() - start)
     return table

@@ -54,7 +54,7 @@ from safetensors.torch import save as safetensors_save
 from tqdm.auto import tqdm
 
 from mt_dnn.errors import ConfigError
-from noise_training.wordnet_data import ensure_wordnet
+from noise_training.wordnet_data import WORDNET_VERSION, ensure_wordnet
 
 logger = logging.getLogger(__name__)
 
@@ -337,9 +337,12 @@ def cache_path(*, cache_dir: Path | str, key: str) -> Path:
 
 
 def load_or_build_synonym_table(*, tokenizer, cache_dir: Path | str) -> SynonymTable:
-    """The synonym table of ``tokenizer``'s vocabulary, from ``cache_dir`` or built from WordNet and cached."""
-    info = ensure_wordnet()
-    key = table_key(tokenizer=tokenizer, wordnet_version=info.version)
+    """The synonym table of ``tokenizer``'s vocabulary, from ``cache_dir`` or built from WordNet and cached.
+
+    WordNet itself is loaded (seconds) only when the table must be built: ``ensure_wordnet``
+    accepts nothing but version 3.0, so the cache key can name that version up front.
+    """
+    key = table_key(tokenizer=tokenizer, wordnet_version=WORDNET_VERSION)
     vocab_size = _vocab_size(tokenizer, _vocabulary(tokenizer))
     path = cache_path(cache_dir=cache_dir, key=key)
     if path.exists():
@@ -349,6 +352,7 @@ def load_or_build_synonym_table(*, tokenizer, cache_dir: Path | str) -> SynonymT
             return table
         except (OSError, ValueError, SafetensorError) as error:
             warnings.warn(f"{path}: invalid synonym table cache ({error}); rebuilding it", stacklevel=2)
+    info = ensure_wordnet()
     started = time.perf_counter()
     table = build_synonym_table(tokenizer=tokenizer, wordnet_version=info.version)
     elapsed = time.perf_counter() - started

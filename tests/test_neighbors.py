@@ -151,10 +151,26 @@ def test_zero_row_has_cosine_zero_and_lowest_ids_first():
 def test_block_size_never_changes_the_result():
     x = gaussian_matrix(333, 64, seed=11)
     first = topk_cosine_neighbors(x, k=10, block_size=32)
+    _, _, sim = brute_force(x, 10)
     for block in (64, 100, 1024):
         other = topk_cosine_neighbors(x, k=10, block_size=block)
-        ref_indices, ref_scores, sim = brute_force(x, 10)
         assert_table_equal_tolerant(other[0], other[1], first[0], first[1], sim)
+
+
+def test_worker_count_never_changes_the_result_and_threads_are_restored():
+    # Enough blocks that two workers really interleave their merges.
+    x = gaussian_matrix(2000, 32, seed=13)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = topk_cosine_neighbors(x, k=10, block_size=64, excluded_ids=[5, 6])
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one = topk_cosine_neighbors(x, k=10, block_size=64, excluded_ids=[5, 6])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(two[0], one[0]) and torch.equal(two[1], one[1])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
@@ -176,9 +192,11 @@ def test_bad_input_is_one_clear_error():
         topk_cosine_neighbors(x, k=0)
     with pytest.raises(ValueError, match="2-D float tensor"):
         topk_cosine_neighbors(torch.arange(10), k=1)
-    x[2, 1] = float("nan")
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        topk_cosine_neighbors(x, k=2)
+    for bad in (float("nan"), float("inf"), 1e30):
+        broken = x.clone()
+        broken[2, 1] = bad
+        with pytest.raises(ValueError, match="NaN, infinite or too large"):
+            topk_cosine_neighbors(broken, k=2)
 
 
 # --------------------------------------------------------------------------- the cache
