@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 def run(args) -> list[str]:
     from transformers import AutoTokenizer
 
-    from benchmarks.bench_step_cost import Method, _TimedProvider, anli_examples, default_anli_dir, run_step
+    from benchmarks.bench_step_cost import Method, TimedProvider, anli_examples, default_anli_dir, run_step
     from mt_dnn.model import build_model
     from mt_dnn.packaged_model import resolve_model_name
     from mt_dnn.task_def import load_task_defs
@@ -169,7 +169,7 @@ def run(args) -> list[str]:
     device = torch.device(args.device)
     model = build_model(model_name=model_path, tasks={"anli": task}, tokenizer=tokenizer).to(device).train()
     spec, options = resolve_options(name="none", given={})
-    provider = _TimedProvider(build_provider(name=spec.name, options=options, model=model, tokenizer=tokenizer,
+    provider = TimedProvider(build_provider(name=spec.name, options=options, model=model, tokenizer=tokenizer,
                                              cache_dir=None), device=device)
     optimizer = build_optimizer(model, learning_rate=1e-5, weight_decay=0.01)
     special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)

