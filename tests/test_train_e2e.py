@@ -131,3 +131,17 @@ def test_real_minilm_on_real_anli(minilm_path, anli_dir, tmp_path):
     assert evaluation["examples"] == 64 and 0.0 <= evaluation["accuracy"] <= 1.0
     assert len((out / "predictions" / "epoch1_anli_r1_test.jsonl").read_text().splitlines()) == 64
     shutil.rmtree(out)
+
+
+def test_help_lists_every_flag_and_provider():
+    from mt_dnn.cli_train import build_parser
+    from noise_training.registry import provider_names
+
+    text = build_parser().format_help()
+    flags = ("--task_def --data_dir --train_datasets --test_datasets --model --max_seq_len --perturbation --epochs "
+             "--batch_size --learning_rate --warmup --grad_clip --grad_accumulation --seed --output_dir --resume "
+             "--max_train_examples --noise_size --top_k --noise_ratio --adv_alpha --adv_step_size --adv_noise_var "
+             "--adv_epsilon --adv_k --adv_p_norm").split()
+    assert [flag for flag in flags if flag not in text] == []
+    listing = text.split("perturbation providers (--perturbation NAME):")[1]
+    assert all(f"\n  {name} " in listing for name in provider_names())
