@@ -8,10 +8,9 @@ stale cache can never be used and an unreadable one is rebuilt (with a warning).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mt_dnn.data import Example, read_examples
+from mt_dnn.run_files import atomic_write_bytes
 from mt_dnn.task_def import TaskDef
 
 logger = logging.getLogger(__name__)
@@ -131,20 +131,10 @@ def _tokenize(examples: list[Example], *, task: str, split: str, tokenizer, max_
 
 
 def _write_cache(path: Path, *, key: str, split: TokenizedSplit) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle, key=np.array(key), input_ids=split.input_ids, offsets=split.offsets,
-                token_type_ids=split.token_type_ids, labels=split.labels, uids=split.uids,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), input_ids=split.input_ids, offsets=split.offsets,
+             token_type_ids=split.token_type_ids, labels=split.labels, uids=split.uids)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _read_cache(path: Path, *, key: str, task: str, split: str) -> TokenizedSplit | None:

@@ -87,7 +87,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -96,6 +95,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from mt_dnn.run_files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -625,27 +626,7 @@ def _write_table(path: Path, table: NeighborTable) -> None:
         {"indices": table.indices.contiguous(), "scores": table.scores.contiguous()},
         metadata={"key": table.key, "format_version": FORMAT_VERSION, "k": str(table.k)},
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        # Make the rename itself durable (POSIX); harmless to skip where folders cannot be opened.
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(path, data)
 
 
 def _read_table(path: Path, *, key: str, vocab: int, k: int, excluded: list[int]) -> NeighborTable:

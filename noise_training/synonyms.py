@@ -41,8 +41,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,6 +52,7 @@ from safetensors.torch import save as safetensors_save
 from tqdm.auto import tqdm
 
 from mt_dnn.errors import ConfigError
+from mt_dnn.run_files import atomic_write_bytes
 from noise_training.wordnet_data import WORDNET_VERSION, ensure_wordnet
 
 logger = logging.getLogger(__name__)
@@ -320,17 +319,7 @@ def _write_atomically(path: Path, table: SynonymTable) -> None:
         {"offsets": table.offsets.cpu().contiguous(), "synonym_ids": table.synonym_ids.cpu().contiguous()},
         metadata={"key": table.key, "format_version": FORMAT_VERSION},
     )
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
+    atomic_write_bytes(path, payload)
 
 def cache_path(*, cache_dir: Path | str, key: str) -> Path:
     return Path(cache_dir) / f"{CACHE_PREFIX}{key[:16]}.safetensors"
