@@ -64,9 +64,15 @@ def _read_json_object(path: Path) -> dict:
     return value
 
 
-def _read_metrics(path: Path, *, tolerate_torn_tail: bool) -> list[dict]:
-    """metrics.jsonl as a list of objects; an unfinished run may end in a half-written line."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+def _read_metrics(path: Path) -> tuple[list[dict], int | None]:
+    """metrics.jsonl's records, and the number of its last line when that line was cut off.
+
+    A record is appended with its newline in one write, so a crash mid-write leaves a last
+    line without a newline that is not JSON: that is a cut line, returned for the caller to
+    report. A complete line that is not a JSON object is malformed input and raises.
+    """
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -74,14 +80,14 @@ def _read_metrics(path: Path, *, tolerate_torn_tail: bool) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            if tolerate_torn_tail and number == len(lines):
-                break
+            if number == len(lines) and not text.endswith("\n"):
+                return records, number
             raise ValueError(f"{path}:{number}: not a JSON object; expected one metrics record per line") from None
         if not isinstance(record, dict) or "kind" not in record:
             raise ValueError(f"{path}:{number}: expected a JSON object with a 'kind' key")
         record["_line"] = number  # kept so later checks can name the line
         records.append(record)
-    return records
+    return records, None
 
 
 def model_tag(*, model: str) -> str:
@@ -233,7 +239,11 @@ def _load_run(run_dir: Path, runs_dir: Path, *, task: str) -> Run:
     metrics_path = run_dir / "metrics.jsonl"
     if not metrics_path.is_file():
         return Run(**base, problem="finished but no metrics.jsonl")
-    records = _read_metrics(metrics_path, tolerate_torn_tail=False)
+    records, cut_line = _read_metrics(metrics_path)
+    if cut_line is not None:
+        # The records may stop before the last evaluation: report nothing from a partial log.
+        return Run(**base, problem=f"finished but metrics.jsonl line {cut_line} (the last) is cut off; "
+                                   "its records are incomplete")
 
     train_epochs = [r for r in records if r["kind"] == "train_epoch"]
     perturbations = [r["perturbation"] for r in train_epochs if isinstance(r.get("perturbation"), dict)]

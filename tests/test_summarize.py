@@ -233,6 +233,22 @@ def test_bad_input_errors_name_the_file(tmp_path):
         load_runs(runs_dir=tmp_path)
 
 
+def test_finished_run_with_a_cut_last_metrics_line_is_listed_unusable(tmp_path, capsys):
+    """A crash mid-append leaves a last line without newline: the run is listed, not a stop."""
+    for seed in (1, 2):
+        write_run(tmp_path / "bert-base-uncased" / "none" / f"seed{seed}", model="bert-base-uncased",
+                  perturbation="none", seed=seed, dev=dev_at("none", seed),
+                  test=by_epoch_test(BERT_TEST["none"][seed]), torn_tail=seed == 2)
+    runs = {run.seed: run for run in load_runs(runs_dir=tmp_path)}
+    assert runs[1].problem is None
+    assert runs[2].problem is not None and "metrics.jsonl line" in runs[2].problem and "cut off" in runs[2].problem
+    listed = {(m.method, m.seed): m for m in summarize(runs=list(runs.values())).missing}
+    assert listed[("none", 2)].path == runs[2].path
+    assert main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "- bert-base-uncased / fine-tuning seed 2: finished but metrics.jsonl line 28 (the last) is cut off" in printed
+
+
 def test_significance_matches_scipy_and_na_cases(summary):
     found = {(c.model, c.method, c.reference): c for c in summary.comparisons}
 
