@@ -1,53 +1,21 @@
 """Writing a run's files so that a crash never leaves a half-written one.
 
-JSON files are written to a temporary file, fsynced and renamed; ``metrics.jsonl`` is
-appended a line at a time and truncated back to the last checkpoint's line count on resume,
-so a record is never lost or duplicated.
+JSON files are written to a temporary file, fsynced and renamed (the writer itself is
+noise_training.atomic_files); ``metrics.jsonl`` is appended a line at a time and truncated
+back to the last checkpoint's line count on resume, so a record is never lost or duplicated.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+# The atomic writer lives with the providers' caches, which need it too (see its docstring).
+from noise_training.atomic_files import atomic_write_bytes, fsync_dir
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, before_replace: Callable[[], None] | None = None) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
-
-    ``before_replace`` runs when the temporary file is complete but not yet renamed (the
-    crash tests use it to kill a process at exactly that moment).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if before_replace is not None:
-            before_replace()
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["MetricsLog", "atomic_write_bytes", "atomic_write_json", "atomic_write_jsonl", "fsync_dir"]
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
