@@ -57,9 +57,18 @@ def parse_dataset_list(*, value: str, tasks: dict[str, TaskDef], roles: tuple[st
     return refs
 
 
+def default_data_dir(task: str) -> Path:
+    """A task's data folder when no --data_dir names it: $<TASK>_DIR (ANLI_DIR, SNLI_DIR, ...),
+    else data/anli_v1.0 for ANLI and data/<task> for any other task."""
+    value = os.environ.get(f"{task.upper()}_DIR")
+    if value:
+        return Path(value)
+    return Path(DEFAULT_ANLI_DIR if task == "anli" else f"data/{task}")
+
+
 def resolve_data_dirs(*, values: list[str] | None, tasks: dict[str, TaskDef]) -> dict[str, Path]:
-    """``--data_dir PATH`` for every task, and/or ``TASK=PATH`` per task; default $ANLI_DIR or data/anli_v1.0."""
-    default = Path(os.environ.get("ANLI_DIR") or DEFAULT_ANLI_DIR)
+    """``--data_dir PATH`` for every task, and/or ``TASK=PATH`` per task; default: default_data_dir(task)."""
+    default = None
     per_task: dict[str, Path] = {}
     for value in values or []:
         name, sep, path = value.partition("=")
@@ -69,7 +78,7 @@ def resolve_data_dirs(*, values: list[str] | None, tasks: dict[str, TaskDef]) ->
             raise ConfigError(f"--data_dir {value}: unknown task {name!r} (defined: {', '.join(tasks)})")
         else:
             default = Path(value)
-    return {name: per_task.get(name, default) for name in tasks}
+    return {name: per_task.get(name, default or default_data_dir(name)) for name in tasks}
 
 
 def split_path(*, ref: SplitRef, tasks: dict[str, TaskDef], data_dirs: dict[str, Path]) -> Path:

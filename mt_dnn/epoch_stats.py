@@ -9,12 +9,16 @@ record equals what one process would report for the same global batches.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 # Figures that differ between ranks and are summed over ranks for the epoch record; the
 # others (batches, updates, passes, skipped updates) are the same on every rank.
 _PER_RANK = ("examples", "loss_sum", "loss_count", "perturbed_batches", "changed_share_sum", "noise_share_sum",
              "adv_loss_sum", "adv_loss_count", "adv_skipped")
+
+# What every provider reports (perturbation_stats); anything else in a step's stats is the
+# provider's own figure and is averaged under its own name.
+_SHARE_STATS = ("changed_share", "noise_share", "changed_tokens", "perturbable_tokens")
 
 
 @dataclass
@@ -34,6 +38,8 @@ class EpochStats:
     adv_loss_sum: float = 0.0
     adv_loss_count: float = 0.0
     adv_skipped: float = 0.0
+    # A provider's own per-batch figures (Perturbation.extra_stats), weighted like the shares.
+    extra_sums: dict = field(default_factory=dict)
 
     def add(self, *, outcome, seconds: float, update_done: bool, update_skipped: bool,
             examples: int = 0, share: float = 1.0) -> None:
@@ -53,6 +59,9 @@ class EpochStats:
             self.perturbed_batches += share
             self.changed_share_sum += share * outcome.stats["changed_share"]
             self.noise_share_sum += share * outcome.stats["noise_share"]
+            for name, value in outcome.stats.items():
+                if name not in _SHARE_STATS:
+                    self.extra_sums[name] = self.extra_sums.get(name, 0.0) + share * value
         if outcome.adv_loss is not None:
             self.adv_loss_sum += share * outcome.adv_loss
             self.adv_loss_count += share
@@ -73,6 +82,9 @@ class EpochStats:
         total = EpochStats(**self.state_dict())
         for name in _PER_RANK:
             setattr(total, name, sum(state.get(name, 0) for state in per_rank))
+        names = sorted({name for state in per_rank for name in state.get("extra_sums", {})})
+        total.extra_sums = {name: sum(state.get("extra_sums", {}).get(name, 0.0) for state in per_rank)
+                            for name in names}
         return total
 
     def epoch_record(self, *, epoch: int, global_step: int) -> dict:
@@ -94,6 +106,8 @@ class EpochStats:
                 # a step counts in proportion to the share of its examples whose term was skipped
                 "skipped_steps": int(round(self.adv_skipped)),
             }
+            for name, value in sorted(self.extra_sums.items()):
+                record["perturbation"][name] = value / self.perturbed_batches
         return record
 
     def state_dict(self) -> dict:

@@ -16,6 +16,9 @@ from mt_dnn.errors import ConfigError
 from mt_dnn.task_def import TaskDef
 
 
+POSITION_NUMBERINGS = ("padding_aware", "encoder_default")
+
+
 class TaskHead(nn.Module):
     def __init__(self, *, hidden_size: int, n_class: int, dropout_p: float) -> None:
         super().__init__()
@@ -52,6 +55,20 @@ class MultiTaskModel(nn.Module):
         """What the providers perturb: the token embedding lookup, nothing added yet."""
         return self.encoder.get_input_embeddings()(input_ids)
 
+    def embedding_output(self, *, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's embedding block on ``input_ids``: what MT-DNN's ``embed_encode`` returns.
+
+        Token + position + segment embeddings, LayerNorm and dropout, with positions numbered
+        from the ids as the encoder's own forward pass numbers them.
+        """
+        block = getattr(self.encoder, "embeddings", None)
+        if block is None:
+            raise ConfigError("this encoder has no `embeddings` block (MT-DNN's SMART perturbs its output)")
+        kwargs = {}
+        if token_type_ids is not None and getattr(self.encoder.config, "type_vocab_size", 0) > 1:
+            kwargs["token_type_ids"] = token_type_ids
+        return block(input_ids=input_ids, **kwargs)
+
     def _position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
         if self._position_padding_idx is None:
             return None
@@ -61,16 +78,23 @@ class MultiTaskModel(nn.Module):
     def encode(
         self, *, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
+        output_hidden_states: bool = False, position_numbering: str = "padding_aware",
     ):
+        """The encoder's outputs. ``position_numbering``: "padding_aware" numbers positions as
+        the ids would be numbered (RoBERTa: real tokens from padding_idx + 1, padding at
+        padding_idx), so ids and their embeddings give the same result; "encoder_default"
+        passes no position ids and lets Hugging Face number ``inputs_embeds`` sequentially,
+        padding included, as MT-DNN's SMART calls the encoder. The two agree for BERT."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if position_numbering not in POSITION_NUMBERINGS:
+            raise ValueError(f"position_numbering: expected one of {POSITION_NUMBERINGS}, got {position_numbering!r}")
         if inputs_embeds is None:
             inputs_embeds = self.token_embeddings(input_ids)
         kwargs = {}
         if token_type_ids is not None and getattr(self.encoder.config, "type_vocab_size", 0) > 1:
             kwargs["token_type_ids"] = token_type_ids
-        position_ids = self._position_ids(attention_mask)
+        position_ids = self._position_ids(attention_mask) if position_numbering == "padding_aware" else None
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
         return self.encoder(
@@ -81,11 +105,12 @@ class MultiTaskModel(nn.Module):
     def forward(
         self, *, task: str, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+        position_numbering: str = "padding_aware",
     ) -> torch.Tensor:
         """Logits of ``task``'s head, from token ids or from token embeddings."""
         hidden = self.encode(
             input_ids=input_ids, inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask, token_type_ids=token_type_ids,
+            attention_mask=attention_mask, token_type_ids=token_type_ids, position_numbering=position_numbering,
         ).last_hidden_state
         return self.heads[task](self.pooler(hidden))
 

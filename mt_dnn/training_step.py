@@ -71,17 +71,25 @@ def run_training_step(
     n = labels.shape[0]
     forwards, backwards = 1, 1
 
-    def provider_forward(*, inputs_embeds, forward_context=contextlib.nullcontext):
+    def provider_forward(*, inputs_embeds, forward_context=contextlib.nullcontext,
+                         position_numbering="padding_aware"):
         with autocast(), forward_context():
-            return forward_model(task=task.name, inputs_embeds=inputs_embeds,
-                                 attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return forward_model(task=task.name, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                 token_type_ids=token_type_ids, position_numbering=position_numbering)
+
+    def embedding_output():
+        with autocast():
+            return forward_model.embedding_output(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def provider_adv_loss(clean, adv, *, reduction="sum"):
+        return adv_loss_fn(clean, adv, reduction=reduction)
 
     def context(*, logits, saliency) -> StepContext:
         return StepContext(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             token_embeddings=tok_emb, logits=logits, perturbable_mask=perturbable,
-            forward=provider_forward, adv_loss=lambda clean, adv: adv_loss_fn(clean, adv),
-            saliency=saliency,
+            forward=provider_forward, adv_loss=provider_adv_loss, saliency=saliency,
+            embedding_output=embedding_output,
         )
 
     def step_one():
@@ -99,7 +107,8 @@ def run_training_step(
     if early:
         perturbation: Perturbation | None = provider.perturb(context(logits=None, saliency=None))
         fused = (perturbation is not None and not perturbation.skipped
-                 and perturbation.forward_context is contextlib.nullcontext)
+                 and perturbation.forward_context is contextlib.nullcontext
+                 and perturbation.position_numbering == "padding_aware")
         if fused:
             with autocast():
                 both = model(
@@ -124,18 +133,23 @@ def run_training_step(
         perturbation = provider.perturb(context(logits=logits, saliency=saliency))
     loss = task_loss_sum / normaliser
 
-    adv_value, adv_skipped, stat_sums, adv_sum = None, False, None, None
+    adv_value, adv_skipped, stat_sums, adv_sum, extra_names = None, False, None, None, []
     if perturbation is not None:
         forwards += perturbation.extra_forwards
         backwards += perturbation.extra_backwards
         stat_sums = perturbation_stat_sums(perturbation=perturbation, token_embeddings=tok_emb,
                                            perturbable_mask=perturbable)
+        extra_names = list(perturbation.extra_stats)
+        if extra_names:
+            extras = [perturbation.extra_stats[name].detach().float().reshape(1) for name in extra_names]
+            stat_sums = torch.cat([stat_sums, *extras])
         adv_skipped = perturbation.skipped
         if not perturbation.skipped:
             if adv_logits is None:
                 with autocast(), perturbation.forward_context():
                     adv_logits = (adv_model or model)(task=task.name, inputs_embeds=perturbation.embeddings,
-                                                      attention_mask=attention_mask, token_type_ids=token_type_ids)
+                                                      attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                                      position_numbering=perturbation.position_numbering)
             forwards += 1
             adv_sum = adv_loss_fn(logits, adv_logits, reduction="sum")
 
@@ -160,8 +174,15 @@ def run_training_step(
     return StepOutcome(
         loss=loss.detach(), task_loss=task_value if math.isfinite(task_value) else float("nan"),
         adv_loss=adv_value, adv_skipped=adv_skipped, forwards=forwards, backwards=backwards,
-        stats=stats_from_sums(sums=figures["stats"]) if stat_sums is not None else {},
+        stats=_stats(figures["stats"], extra_names) if stat_sums is not None else {},
     )
+
+
+def _stats(values: list[float], extra_names: list[str]) -> dict[str, float]:
+    """The shares from the first three sums, then the provider's own figures by name."""
+    stats = stats_from_sums(sums=values[:3])
+    stats.update(zip(extra_names, values[3:]))
+    return stats
 
 
 def _read_figures(task_loss_sum: torch.Tensor, adv_sum: torch.Tensor | None,

@@ -30,11 +30,17 @@ class StepContext:
     token_embeddings: torch.Tensor  # [B, T, D], step 1's input (carries the graph to the table)
     logits: torch.Tensor | None  # [B, C], step 1's output; None when asked before step 1
     perturbable_mask: torch.Tensor  # [B, T] bool: real tokens that are not special tokens
-    # keyword-only: forward(inputs_embeds=..., [forward_context=...]) -> logits of this batch's
-    # task; it runs the bare module, so it never triggers a DDP gradient synchronisation.
+    # keyword-only: forward(inputs_embeds=..., [forward_context=...], [position_numbering=...])
+    # -> logits of this batch's task; it runs the bare module, so it never triggers a DDP
+    # gradient synchronisation.
     forward: Callable[..., torch.Tensor]
-    adv_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (clean, perturbed) -> scalar
+    # (clean, perturbed, *, reduction="sum"|"batchmean") -> scalar; "sum" adds the examples' terms,
+    # so a gradient of it w.r.t. one example's input does not depend on the batch around it.
+    adv_loss: Callable[..., torch.Tensor]
     saliency: torch.Tensor | None = None  # [B, T] Σ_d |∂ step-1 loss / ∂ token embedding|
+    # () -> [B, T, D]: the encoder's embedding block on this batch (token + position + segment
+    # embeddings, LayerNorm, dropout), with its graph: what MT-DNN's SMART perturbs.
+    embedding_output: Callable[[], torch.Tensor] | None = None
 
 
 @dataclass
@@ -48,6 +54,13 @@ class Perturbation:
     forward_context: Callable[[], ContextManager] = contextlib.nullcontext
     # The tensor whose per-token L2 norm is the denominator of the noise share.
     reference: torch.Tensor | None = None
+    # How the encoder numbers the positions of ``embeddings`` in step 2 (see
+    # MultiTaskModel.forward): "padding_aware" numbers them as the ids would be numbered;
+    # "encoder_default" lets Hugging Face number inputs_embeds itself (MT-DNN's call).
+    position_numbering: str = "padding_aware"
+    # Per-batch figures beyond the two shares (device scalars, averaged over batches in the
+    # epoch record under the same names), e.g. the size MT-DNN's own code logs for SMART.
+    extra_stats: dict[str, torch.Tensor] = field(default_factory=dict)
     skipped: bool = False  # True: no adversarial term this step (e.g. a non-finite SMART gradient)
     extra_forwards: int = 0  # encoder passes the provider ran itself (SMART's ascent steps)
     extra_backwards: int = 0
@@ -65,6 +78,9 @@ class PerturbationProvider:
     """Base class; subclasses are registered with :func:`noise_training.registry.register_provider`."""
 
     needs_saliency: bool = False
+    # True only for a provider that deliberately perturbs special tokens and padding too
+    # (smart_mtdnn, as MT-DNN's SMART); every other provider leaves them untouched.
+    perturbs_every_position: bool = False
     # False: perturb() reads only ids, token embeddings and masks (never logits or saliency),
     # so the trainer may call it before step 1 and fuse steps 1 and 2 into one pass.
     depends_on_step1: bool = True

@@ -14,7 +14,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mt_dnn.errors import ConfigError
+from noise_training.errors import ProviderConfigError
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Option:
         if self.check is not None:
             problem = self.check(value)
             if problem:
-                raise ConfigError(f"--{self.name}: expected {problem}, got {value!r}")
+                raise ProviderConfigError(f"--{self.name}: expected {problem}, got {value!r}")
         return value
 
 
@@ -45,7 +45,7 @@ class ProviderSpec:
 
 _REGISTRY: dict[str, ProviderSpec] = {}
 # Listings follow the paper's tables; providers added later come after, in registration order.
-PAPER_ORDER = ("none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5")
+PAPER_ORDER = ("none", "smart_mtdnn", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5")
 _ALIASES: dict[str, str] = {}
 
 
@@ -79,7 +79,7 @@ def get_spec(name: str) -> ProviderSpec:
     canonical = _ALIASES.get(name, name)
     if canonical not in _REGISTRY:
         choices = ", ".join(list(_REGISTRY) + sorted(_ALIASES))
-        raise ConfigError(f"--perturbation {name}: unknown provider (choices: {choices})")
+        raise ProviderConfigError(f"--perturbation {name}: unknown provider (choices: {choices})")
     return _REGISTRY[canonical]
 
 
@@ -128,12 +128,12 @@ def resolve_options(*, name: str, given: dict[str, Any]) -> tuple[ProviderSpec, 
         if value is None:
             continue
         if key in spec.fixed:
-            raise ConfigError(
+            raise ProviderConfigError(
                 f"--{key}: fixed to {spec.fixed[key]} by --perturbation {spec.name}; choose another method instead"
             )
         if key not in owned:
             takes = ", ".join(f"--{o}" for o in owned) or "no options"
-            raise ConfigError(f"--{key} does not apply to --perturbation {spec.name} (it takes {takes})")
+            raise ProviderConfigError(f"--{key} does not apply to --perturbation {spec.name} (it takes {takes})")
     values = {key: option.validate(given.get(key) if given.get(key) is not None else option.default)
               for key, option in owned.items()}
     values.update(spec.fixed)

@@ -62,18 +62,22 @@ def make_context(tiny, provider):
         (grad,) = torch.autograd.grad(loss_sum, tok_emb, retain_graph=True)
         saliency = grad.abs().sum(-1)
 
-    def forward(*, inputs_embeds, forward_context=None):
+    def forward(*, inputs_embeds, forward_context=None, position_numbering="padding_aware"):
         import contextlib
 
         with (forward_context or contextlib.nullcontext)():
             return model(task="anli", inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"],
-                         token_type_ids=batch["token_type_ids"])
+                         token_type_ids=batch["token_type_ids"], position_numbering=position_numbering)
+
+    def embedding_output():
+        return model.embedding_output(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"])
 
     perturbable = perturbable_token_mask(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                          special_ids=tiny["special_ids"])
     ctx = StepContext(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                       token_type_ids=batch["token_type_ids"], token_embeddings=tok_emb, logits=logits,
-                      perturbable_mask=perturbable, forward=forward, adv_loss=symmetric_kl, saliency=saliency)
+                      perturbable_mask=perturbable, forward=forward, adv_loss=symmetric_kl, saliency=saliency,
+                      embedding_output=embedding_output)
     return ctx, loss_sum
 
 
@@ -92,13 +96,20 @@ def test_every_provider_shape_specials_and_determinism(tiny, name):
     assert first.embeddings.shape == ctx.token_embeddings.shape
     assert first.embeddings.dtype == ctx.token_embeddings.dtype
     assert not first.delta.requires_grad
-    frozen = ~ctx.perturbable_mask  # special tokens and padding
-    assert torch.equal(first.embeddings[frozen], ctx.token_embeddings[frozen])
-    assert not first.changed[frozen].any()
-    assert first.changed.any(), f"{name} changed nothing in this batch"
-    # only positions marked changed differ
-    differs = (first.embeddings - ctx.token_embeddings).abs().amax(-1) > 0
-    assert not (differs & ~first.changed).any()
+    if provider.perturbs_every_position:
+        # smart_mtdnn, as MT-DNN's SMART: the embedding block's output, every real position moved
+        base = ctx.embedding_output()
+        assert torch.equal(first.changed, ctx.attention_mask.bool())
+        assert (first.delta.abs().amax(-1) > 0).all()
+        torch.testing.assert_close(first.embeddings, base + first.delta)
+    else:
+        frozen = ~ctx.perturbable_mask  # special tokens and padding
+        assert torch.equal(first.embeddings[frozen], ctx.token_embeddings[frozen])
+        assert not first.changed[frozen].any()
+        assert first.changed.any(), f"{name} changed nothing in this batch"
+        # only positions marked changed differ
+        differs = (first.embeddings - ctx.token_embeddings).abs().amax(-1) > 0
+        assert not (differs & ~first.changed).any()
     torch.manual_seed(0)
     ctx2, _ = make_context(tiny, provider)
     second = provider.perturb(ctx2)
@@ -128,9 +139,14 @@ def test_every_provider_step_gradients_match_the_formula(tiny, name):
     perturbation = provider.perturb(ctx)
     loss = loss_sum / 3
     if perturbation is not None:
+        if provider.perturbs_every_position:  # smart_mtdnn: embedding block output + noise, HF's own positions
+            step2_input, numbering = ctx.embedding_output() + perturbation.delta, "encoder_default"
+        elif perturbation.reference is None:
+            step2_input, numbering = ctx.token_embeddings + perturbation.delta, "padding_aware"
+        else:  # smart --smart_at embedding_output: the hook adds delta inside the model
+            step2_input, numbering = ctx.token_embeddings, "padding_aware"
         with perturbation.forward_context():
-            adv_logits = model(task="anli", inputs_embeds=ctx.token_embeddings + perturbation.delta
-                               if perturbation.reference is None else ctx.token_embeddings,
+            adv_logits = model(task="anli", inputs_embeds=step2_input, position_numbering=numbering,
                                attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
         logp, logq = ctx.logits.log_softmax(-1), adv_logits.log_softmax(-1)
         kl = (logp.detach().exp() * (logp.detach() - logq)).sum() + (logq.detach().exp() * (logq.detach() - logp)).sum()
@@ -147,7 +163,7 @@ def test_registry_names_aliases_and_option_ownership():
     expected = {"none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5"}
     assert expected <= set(provider_names())
     assert get_spec("similar-top1").name == "1-1"
-    from mt_dnn.errors import ConfigError
+    from noise_training.errors import ProviderConfigError as ConfigError  # the registry's own error type
 
     with pytest.raises(ConfigError, match="--top_k does not apply to --perturbation 1-1"):
         resolve_options(name="1-1", given={"top_k": 5})
@@ -255,7 +271,7 @@ def test_smart_noise_after_the_step_matches_the_formula(tiny):
     torch.manual_seed(5)
     delta0 = (torch.randn_like(ctx.token_embeddings) * 1e-5 * mask).requires_grad_(True)
     adv = ctx.forward(inputs_embeds=ctx.token_embeddings.detach() + delta0)
-    (grad,) = torch.autograd.grad(symmetric_kl(ctx.logits.detach(), adv), delta0)
+    (grad,) = torch.autograd.grad(symmetric_kl(ctx.logits.detach(), adv, reduction="sum"), delta0)
     grad = grad * mask
     expected = delta0.detach() + 1e-3 * grad / (grad.abs().amax(-1, keepdim=True) + 1e-6)
     torch.testing.assert_close(result.delta, expected * mask, rtol=1e-5, atol=1e-9)
