@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from mt_dnn.errors import UserError
+from noise_training.errors import ProviderError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PADDING_MODES = ("dynamic", "length_grouped", "max_seq_len")
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         lines = run(args)
-    except UserError as exc:
+    except (UserError, ProviderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))

@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 from benchmarks.bench_step_cost import default_anli_dir, parse_args as step_args, render, run_benchmark
 from mt_dnn.errors import UserError
+from noise_training.errors import ProviderError
 
 # (random-init size, batch size): the paper's two models at the batch sizes that fit them.
 RUNS = (("bert-base", 32), ("roberta-large", 16))
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
             flags.append("--compile")
         try:
             result = run_benchmark(step_args(flags))
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(render(result))

@@ -141,12 +141,12 @@ def format_setting(value: float, *, scientific: bool = False) -> str:
 
 def method(*, perturbation: str, **options: float | int | str) -> Method:
     """A Method; options equal to the provider's defaults are dropped, so the folder is shared."""
-    from mt_dnn.errors import UserError
     from noise_training import registry
+    from noise_training.errors import ProviderError
 
     try:
         spec = registry.get_spec(perturbation)
-    except UserError as exc:
+    except ProviderError as exc:
         raise GridError(str(exc)) from None
     defaults = {option.name: option.default for option in spec.options}
     kept = []

@@ -22,6 +22,7 @@ from mt_dnn.features import load_tokenized_split
 from mt_dnn.model import build_model
 from mt_dnn.run_files import atomic_write_jsonl
 from mt_dnn.run_setup import load_tokenizer, pick_device
+from noise_training.errors import ProviderError
 from mt_dnn.task_def import load_task_defs
 
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         summary = predict(build_parser().parse_args(argv))
-    except UserError as exc:
+    except (UserError, ProviderError) as exc:  # the providers' own errors too
         if "--debug" in argv:
             raise
         print(f"error: {exc}", file=sys.stderr)

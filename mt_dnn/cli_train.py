@@ -19,6 +19,7 @@ from mt_dnn.distributed import launched_rank
 from mt_dnn.errors import ConfigError, UserError
 from mt_dnn.precision import AMP_MODES
 from noise_training import registry
+from noise_training.errors import ProviderError
 
 DEFAULT_TASK_DEF = str(Path(__file__).resolve().parent.parent / "task_defs" / "anli.yml")
 
@@ -170,7 +171,10 @@ def parse_config(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     given = {name: getattr(args, name) for name in provider_option_names()}
-    spec, options = registry.resolve_options(name=args.perturbation, given=given)
+    try:
+        spec, options = registry.resolve_options(name=args.perturbation, given=given)
+    except ProviderError as exc:  # a flag problem like any other: mt_dnn's own error type
+        raise ConfigError(str(exc)) from exc
     args.perturbation = spec.name
     args.perturbation_options = options
     for name in provider_option_names():
@@ -199,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         from mt_dnn.trainer import train
 
         summary = train(config=config)
-    except UserError as exc:
+    except (UserError, ProviderError) as exc:  # the providers' own errors too
         if debug:
             raise
         print(f"error: {where}{exc}", file=sys.stderr)

@@ -51,8 +51,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 from tqdm.auto import tqdm
 
-from mt_dnn.errors import ConfigError
-from mt_dnn.run_files import atomic_write_bytes
+from noise_training.atomic_files import atomic_write_bytes
+from noise_training.errors import ProviderConfigError
 from noise_training.wordnet_data import WORDNET_VERSION, ensure_wordnet
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def vocabulary_scheme(*, tokenizer) -> VocabularyScheme:
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise ConfigError(f"tokenizer {name}: a tokenizers-backed (fast) tokenizer is needed to build the synonym table")
+        raise ProviderConfigError(f"tokenizer {name}: a tokenizers-backed (fast) tokenizer is needed to build the synonym table")
     spec = json.loads(backend.to_str())
     model_type = spec.get("model", {}).get("type")
     lowercase = _lowercases(tokenizer, backend)
@@ -178,7 +178,7 @@ def vocabulary_scheme(*, tokenizer) -> VocabularyScheme:
         return VocabularyScheme(kind="wordpiece", lowercase=lowercase, continuation_prefix=prefix)
     if model_type == "BPE" and _contains_type(spec.get("pre_tokenizer"), "ByteLevel"):
         return VocabularyScheme(kind="byte_level_bpe", lowercase=lowercase, word_start_marker=BYTE_LEVEL_WORD_START)
-    raise ConfigError(
+    raise ProviderConfigError(
         f"tokenizer {name}: model type {model_type} is not supported for WordNet synonyms "
         "(expected WordPiece or byte-level BPE)"
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nltk
 
-from mt_dnn.errors import UserError
+from noise_training.errors import ProviderDataError, ProviderError
 
 WORDNET_VERSION = "3.0"
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
@@ -143,7 +143,7 @@ def layout_wordnet(*, source_dir: Path, data_dir: Path) -> Path:
         return target
     missing = [name for name in COPIED_FILES if not (source_dir / name).is_file()]
     if missing:
-        raise UserError(
+        raise ProviderDataError(
             f"{source_dir}: WordNet files {', '.join(missing)} are missing "
             "(expected the Debian packages wordnet-base and wordnet-sense-index)"
         )
@@ -201,7 +201,7 @@ def _checked_version(root: str) -> str:
 
     version = wordnet.get_version()
     if version != WORDNET_VERSION:
-        raise UserError(
+        raise ProviderDataError(
             f"{root}: NLTK loads WordNet {version}, expected WordNet {WORDNET_VERSION} "
             "(the paper's version; remove that copy or set $NLTK_DATA to a 3.0 one)"
         )
@@ -213,7 +213,7 @@ def ensure_wordnet(*, data_dir: Path | str | None = None) -> WordNetInfo:
 
     Order: NLTK's own data folders (including $NLTK_DATA); else Debian's
     /usr/share/wordnet laid out once into ``data_dir`` ($NLTK_DATA's first folder if set,
-    else ~/.cache/mt-dnn-noise/nltk_data) and added to ``nltk.data.path``; else UserError
+    else ~/.cache/mt-dnn-noise/nltk_data) and added to ``nltk.data.path``; else ProviderDataError
     with one line saying how to install it.
     """
     root = _nltk_wordnet_root()
@@ -222,13 +222,13 @@ def ensure_wordnet(*, data_dir: Path | str | None = None) -> WordNetInfo:
     folder = Path(data_dir).expanduser() if data_dir is not None else _default_data_dir().expanduser()
     # A layout made by an earlier run stays usable even if the Debian package went away.
     if not DEBIAN_WORDNET_DIR.is_dir() and not _layout_is_complete(folder / "corpora" / "wordnet"):
-        raise UserError(INSTALL_HINT)
+        raise ProviderDataError(INSTALL_HINT)
     layout_wordnet(source_dir=DEBIAN_WORDNET_DIR, data_dir=folder)
     if str(folder) not in nltk.data.path:
         nltk.data.path.insert(0, str(folder))
     root = _nltk_wordnet_root()
     if root is None:
-        raise UserError(f"{folder}: laid WordNet out there but NLTK still does not find corpora/wordnet")
+        raise ProviderDataError(f"{folder}: laid WordNet out there but NLTK still does not find corpora/wordnet")
     return WordNetInfo(root=root, version=_checked_version(root), source="debian")
 
 
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         info = ensure_wordnet(data_dir=args.data_dir)
-    except UserError as exc:
+    except ProviderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"WordNet {info.version} at {info.root} (source: {info.source})")

@@ -21,8 +21,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mt_dnn.errors import UserError
 from noise_training import synonyms as synonyms_module
+from noise_training.errors import ProviderDataError as UserError  # the WordNet loader's own error type
 from noise_training.synonyms import (
     BYTE_LEVEL_WORD_START,
     FORMAT_VERSION,
@@ -165,6 +165,27 @@ def test_missing_wordnet_exits_with_one_line_saying_how_to_install(tmp_path, mon
     (tmp_path / "partial" / "data.noun").write_text("x")
     with pytest.raises(UserError, match="index.sense"):
         layout_wordnet(source_dir=tmp_path / "partial", data_dir=tmp_path / "layout")
+
+
+def test_train_without_wordnet_prints_the_providers_error_as_one_line(tmp_path, monkeypatch, capsys):
+    """The provider raises its own error type; train.py's entry point still turns it into one line, exit 2."""
+    from mt_dnn.cli_train import main as train_main
+    from noise_training import wordnet_data
+    from tiny_models import tiny_bert, write_anli_like
+
+    model = tiny_bert(tmp_path / "bert")
+    data = write_anli_like(tmp_path / "anli", rounds=("R1",), sizes={"train": 8, "dev": 4, "test": 4})
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk_data")])
+    monkeypatch.setattr(wordnet_data, "DEBIAN_WORDNET_DIR", tmp_path / "no-debian-wordnet")
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path / "nltk_data"))
+    code = train_main(["--model", str(model), "--data_dir", str(data), "--cache_dir", str(tmp_path / "cache"),
+                       "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev", "--epochs", "1",
+                       "--batch_size", "4", "--max_seq_len", "32", "--no_progress", "--perturbation", "wordnet_1.0",
+                       "--output_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and "nltk.download('wordnet')" in err[-1]
+    assert not any("Traceback" in line for line in err)
 
 
 def test_install_script_is_idempotent_and_says_where_wordnet_is(wordnet_info):
