@@ -21,298 +21,38 @@ measure what the fused pass saves.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import os
-import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import torch
 
-from mt_dnn.errors import UserError
+from mt_dnn.errors import UserError  # noqa: E402
+from noise_training.errors import ProviderError  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# Model and batches, and the timing of one step, live in their own modules.
+from benchmarks.step_cost_setup import (  # noqa: E402
+    ANLI_EVAL_FILES, RANDOM_INIT_SIZES, REPO_ROOT, anli_batches, anli_examples, default_anli_dir, load_model,
+    synthetic_batches,
+)
+from benchmarks.step_cost_timing import (  # noqa: E402
+    TWO_PASS, Method, PeakMemory, TimedProvider, Timing, overhead_outside_encoder, parse_methods, run_step,
+)
+
+# Also the names bench_data and gpu_check import from here.
+__all__ = [
+    "ANLI_EVAL_FILES", "DEFAULT_METHODS", "Method", "TimedProvider", "anli_examples", "default_anli_dir", "main",
+    "parse_args", "render", "run_benchmark", "run_step",
+]
+
 DEFAULT_METHODS = ("none", "smart", "1-1", "1-1:two_pass", "1-2", "2-1", "2-2", "2-3", "wordnet_0.5")
-TWO_PASS = "two_pass"
-# Encoders built from a config with random weights: the step costs of the paper's models
-# (BERT-base, RoBERTa-large) without a download. "tiny" is for smoke tests of this script.
-RANDOM_INIT_SIZES = {
-    "bert-base": {"arch": "bert", "hidden": 768, "layers": 12, "heads": 12, "ffn": 3072},
-    "roberta-large": {"arch": "roberta", "hidden": 1024, "layers": 24, "heads": 16, "ffn": 4096},
-    "tiny": {"arch": "bert", "hidden": 64, "layers": 2, "heads": 2, "ffn": 128},
-}
-ANLI_EVAL_FILES = tuple(f"R{r}/{s}.jsonl" for r in (1, 2, 3) for s in ("dev", "test"))
 TARGETS = (("1-1", "smart", 0.70), ("2-2", "smart", 0.90))
 PROVIDER_SHARE_TARGET = 0.03  # a provider's own work, as a share of a 1-1 step
-
-
-@dataclass(frozen=True)
-class Method:
-    label: str  # as printed: "1-1" or "1-1:two_pass"
-    provider: str
-    fuse: bool
-
-
-@dataclass
-class Timing:
-    steps: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    perturb: list[float] = field(default_factory=list)
-    forwards: int = 0
-    backwards: int = 0
-    peak_mb: float | None = None
-
-
-def parse_methods(values: list[str]) -> list[Method]:
-    from noise_training.registry import get_spec
-
-    methods = []
-    for value in values:
-        name, _, variant = value.partition(":")
-        if variant not in ("", TWO_PASS):
-            raise UserError(f"--methods {value}: expected NAME or NAME:{TWO_PASS}")
-        try:
-            get_spec(name)
-        except UserError as exc:  # say which flag, keep the registry's list of choices
-            raise UserError(f"--methods {value}: {str(exc).split(': ', 1)[-1]}") from None
-        methods.append(Method(label=value, provider=name, fuse=variant != TWO_PASS))
-    return methods
-
-
-def default_anli_dir() -> Path:
-    """$ANLI_DIR, else data/anli_v1.0, else the shared copy beside the checkout."""
-    for candidate in (os.environ.get("ANLI_DIR"), "data/anli_v1.0", REPO_ROOT.parent / "shared/data/anli_v1.0"):
-        if candidate and (Path(candidate) / "R1" / "dev.jsonl").is_file():
-            return Path(candidate)
-    return Path(os.environ.get("ANLI_DIR") or "data/anli_v1.0")
-
-
-# ----------------------------------------------------------------------------- model and data
-
-
-def load_model(*, model_name: str, random_init: str | None, tokenizer_name: str | None, task):
-    """(MultiTaskModel, tokenizer, description) for a named/packaged model or a random-init size."""
-    from transformers import AutoModel, AutoTokenizer, BertConfig, RobertaConfig
-
-    from mt_dnn.model import MultiTaskModel, build_model
-    from mt_dnn.packaged_model import resolve_model_name
-
-    if random_init is None:
-        path = resolve_model_name(model_name)
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or path)
-        return build_model(model_name=path, tasks={task.name: task}, tokenizer=tokenizer), tokenizer, model_name
-    size = RANDOM_INIT_SIZES[random_init]
-    # The BERT uncased vocabulary (the packaged MiniLM's): BERT-base's own, and for the
-    # RoBERTa-sized encoder a stand-in for its 50k BPE vocabulary (only the embedding table's
-    # row count differs; the step cost is in the layers).
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or resolve_model_name("packaged-minilm"))
-    common = dict(vocab_size=len(tokenizer), hidden_size=size["hidden"], num_hidden_layers=size["layers"],
-                  num_attention_heads=size["heads"], intermediate_size=size["ffn"],
-                  pad_token_id=tokenizer.pad_token_id)
-    if size["arch"] == "roberta":
-        config = RobertaConfig(max_position_embeddings=514, type_vocab_size=1, **common)
-    else:
-        config = BertConfig(max_position_embeddings=512, type_vocab_size=2, **common)
-    torch.manual_seed(0)
-    encoder = AutoModel.from_config(config)
-    description = (f"random-init {random_init} ({size['arch']}, {size['layers']} layers, hidden {size['hidden']}, "
-                   f"vocab {len(tokenizer)})")
-    return MultiTaskModel(encoder=encoder, tasks={task.name: task}), tokenizer, description
-
-
-def anli_examples(*, tokenizer, task, data_dir: Path, max_seq_len: int, cache_dir: Path):
-    """All ANLI dev and test pairs (R1-R3), tokenised (and cached), as one table."""
-    from mt_dnn.batching import concat_splits
-    from mt_dnn.features import load_tokenized_split
-
-    splits = [
-        load_tokenized_split(path=data_dir / name, task=task, split=name.replace("/", "_").removesuffix(".jsonl"),
-                             tokenizer=tokenizer, max_seq_len=max_seq_len, cache_dir=cache_dir / "tokens")
-        for name in ANLI_EVAL_FILES
-    ]
-    return concat_splits(splits, task=task.name)
-
-
-def anli_batches(*, data, batch_size: int, count: int, seed: int, pad_token_id: int) -> list[dict]:
-    """``count`` random batches of real pairs, padded to their longest pair (as training does)."""
-    from mt_dnn.batching import collate
-
-    rng = np.random.default_rng(seed)
-    if len(data) < batch_size:
-        raise UserError(f"--batch_size {batch_size}: only {len(data)} ANLI pairs available")
-    return [collate(data, rng.choice(len(data), size=batch_size, replace=False), pad_token_id=pad_token_id)
-            for _ in range(count)]
-
-
-def synthetic_batches(*, tokenizer, batch_size: int, count: int, seed: int, max_seq_len: int) -> list[dict]:
-    """Random whole-word ids with ANLI-like lengths (dev: median 90, 99th percentile 133), for machines without ANLI."""
-    rng = np.random.default_rng(seed)
-    vocab = tokenizer.get_vocab()
-    special = set(tokenizer.all_special_ids)
-    words = np.array(sorted(i for t, i in vocab.items() if t.isalpha() and t.isascii() and i not in special))
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    pad_id = tokenizer.pad_token_id
-    batches = []
-    for _ in range(count):
-        lengths = np.clip(rng.normal(92, 20, size=batch_size).round().astype(int), 24, max_seq_len)
-        width = int(lengths.max())
-        input_ids = np.full((batch_size, width), pad_id, dtype=np.int64)
-        token_type_ids = np.zeros((batch_size, width), dtype=np.int64)
-        attention_mask = np.zeros((batch_size, width), dtype=np.int64)
-        for row, length in enumerate(lengths):
-            body = rng.choice(words, size=length - 3)
-            split = int(length * 0.7)
-            ids = [cls_id, *body[: split - 2], sep_id, *body[split - 2 :], sep_id]
-            input_ids[row, :length] = ids
-            token_type_ids[row, split:length] = 1
-            attention_mask[row, :length] = 1
-        batches.append({"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(token_type_ids),
-                        "attention_mask": torch.from_numpy(attention_mask),
-                        "labels": torch.from_numpy(rng.integers(0, 3, size=batch_size))})
-    return batches
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-class TimedProvider:
-    """Forwards to a provider and records how long each ``perturb`` call takes."""
-
-    def __init__(self, provider, *, device: torch.device) -> None:
-        self.provider = provider
-        self.device = device
-        self.needs_saliency = getattr(provider, "needs_saliency", False)
-        self.depends_on_step1 = getattr(provider, "depends_on_step1", True)
-        self.last = 0.0
-
-    def perturb(self, ctx):
-        _sync(self.device)
-        started = time.perf_counter()
-        result = self.provider.perturb(ctx)
-        _sync(self.device)
-        self.last += time.perf_counter() - started
-        return result
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class _PeakMemory:
-    """Peak memory of one step: CUDA's allocator statistics, or on Linux the process's peak RSS.
-
-    On the CPU, glibc keeps freed memory for reuse, which would hide a step's allocations;
-    a fixed mmap threshold makes every large tensor its own mapping (returned on free) and
-    ``malloc_trim`` releases what earlier steps left, so the peak RSS above the RSS at the
-    start of the step is the step's own peak. It slows allocation, so only the memory round
-    uses it.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.libc = None
-        if device.type == "cpu" and Path("/proc/self/clear_refs").exists():
-            try:
-                self.libc = ctypes.CDLL("libc.so.6")
-                self.libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD = 64 KiB, no dynamic raise
-            except OSError:
-                self.libc = None
-
-    @staticmethod
-    def _status_mb(name: str) -> float:
-        text = Path("/proc/self/status").read_text()
-        return int(re.search(rf"{name}:\s+(\d+) kB", text).group(1)) / 1024
-
-    @contextlib.contextmanager
-    def measure(self, record: Timing):
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            base = torch.cuda.memory_allocated(self.device)
-            yield
-            torch.cuda.synchronize(self.device)
-            record.peak_mb = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
-        elif self.libc is not None:
-            self.libc.malloc_trim(0)
-            Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM)
-            base = self._status_mb("VmRSS")
-            yield
-            record.peak_mb = self._status_mb("VmHWM") - base
-        else:
-            yield
-
-
-def run_step(*, method: Method, provider, model, step_model, optimizer, batch, task, special_ids, autocast,
-             scaler, device) -> tuple[float, float, object]:
-    """One training step (forward passes, provider, backward, AdamW update): wall and CPU seconds, outcome."""
-    from mt_dnn.training_step import run_training_step
-
-    _sync(device)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    outcome = run_training_step(
-        model=step_model, forward_model=model, provider=provider, batch=batch, task=task,
-        adv_alpha=provider.provider.options.get("adv_alpha", 0.0), special_ids=special_ids,
-        normaliser=float(batch["labels"].shape[0]), autocast=autocast,
-        backward=(lambda loss: scaler.scale(loss).backward()) if scaler is not None else None,
-        fuse_passes=method.fuse,
-    )
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    _sync(device)
-    return time.perf_counter() - started, time.process_time() - cpu_started, outcome
-
-
-def overhead_outside_encoder(*, providers: dict, batch, model, special_ids, device, repeats: int = 20) -> dict:
-    """Median seconds of the per-step bookkeeping around the encoder: mask, provider, stats."""
-    from noise_training.base import StepContext, perturbable_token_mask, perturbation_stat_sums
-
-    figures = {}
-    with torch.no_grad():
-        tok_emb = model.token_embeddings(batch["input_ids"])
-    for label, timed in providers.items():
-        if timed.depends_on_step1:
-            continue  # its perturb needs step 1 (SMART: passes; 2-2/2-3: saliency)
-        times = {"mask": [], "perturb": [], "stats": []}
-        for attempt in range(repeats + 3):  # the first 3 warm caches and allocator, and are dropped
-            _sync(device)
-            t0 = time.perf_counter()
-            mask = perturbable_token_mask(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                          special_ids=special_ids)
-            _sync(device)
-            t1 = time.perf_counter()
-            ctx = StepContext(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              token_type_ids=batch.get("token_type_ids"), token_embeddings=tok_emb, logits=None,
-                              perturbable_mask=mask, forward=None, adv_loss=None)
-            perturbation = timed.provider.perturb(ctx)
-            _sync(device)
-            t2 = time.perf_counter()
-            perturbation_stat_sums(perturbation=perturbation, token_embeddings=tok_emb, perturbable_mask=mask)
-            _sync(device)
-            t3 = time.perf_counter()
-            if attempt >= 3:
-                times["mask"].append(t1 - t0)
-                times["perturb"].append(t2 - t1)
-                times["stats"].append(t3 - t2)
-        figures[label] = {key: statistics.median(values) for key, values in times.items()}
-    return figures
-
-
-# ----------------------------------------------------------------------------- the benchmark
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -391,7 +131,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         try:
             provider = build_provider(name=spec.name, options=options, model=model, tokenizer=tokenizer,
                                       cache_dir=cache_dir)
-        except UserError as exc:  # e.g. no WordNet on this machine: time the others
+        except (UserError, ProviderError) as exc:  # e.g. no WordNet on this machine: time the others
             skipped[method.label] = str(exc)
             continue
         providers[method.label] = TimedProvider(provider, device=device)
@@ -425,7 +165,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     load_after = os.getloadavg()
 
     if not args.no_memory:
-        tracker = _PeakMemory(device)
+        tracker = PeakMemory(device)
         for method in methods:
             with tracker.measure(timings[method.label]):
                 run_step(method=method, provider=providers[method.label], batch=batches[0], **common)
@@ -509,7 +249,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         result = run_benchmark(args)
-    except UserError as exc:
+    except (UserError, ProviderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(render(result))
