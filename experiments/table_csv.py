@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 from experiments import paper_values
 from experiments.seed_statistics import Summary
+from noise_training.atomic_files import atomic_write_bytes
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write via a temporary file in the same folder, fsync, rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
+    return Path(path)
 
 
 def _csv_text(header: list[str], rows: list[list]) -> str:
