@@ -27,7 +27,13 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # noise_training.hf.PerturbationTrainer and examples/: transformers.Trainer needs accelerate
+        "hf": ["accelerate>=1.1"],
+        # train.py --tensorboard, experiments.figure2 --tensorboard
+        "tensorboard": ["tensorboard>=2.14"],
+    },
     entry_points={
         "console_scripts": [
             "mtdnn-train=mt_dnn.cli_train:main",
