@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = "1"
 BYTE_LEVEL_WORD_START = "\u0120"  # "Ġ": byte-level BPE's symbol for a leading space
 CACHE_PREFIX = "wordnet-synonyms-"
+LOOKUPS = ("exact", "morphy")
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,8 +193,8 @@ def _vocab_size(tokenizer, vocab: dict[str, int]) -> int:
     return max(len(tokenizer), max(vocab.values()) + 1)
 
 
-def table_key(*, tokenizer, wordnet_version: str) -> str:
-    """sha256 over everything the table depends on: vocabulary, scheme, specials, WordNet, format."""
+def table_key(*, tokenizer, wordnet_version: str, lookup: str = "exact") -> str:
+    """sha256 over everything the table depends on: vocabulary, scheme, specials, WordNet, lookup, format."""
     scheme = vocabulary_scheme(tokenizer=tokenizer)
     vocab = _vocabulary(tokenizer)
     digest = hashlib.sha256()
@@ -204,6 +205,8 @@ def table_key(*, tokenizer, wordnet_version: str) -> str:
         "special_ids": sorted(int(i) for i in tokenizer.all_special_ids),
         "vocab_size": _vocab_size(tokenizer, vocab),
     }
+    if lookup != "exact":  # the exact reading keeps the keys (and caches) it always had
+        header["lookup"] = lookup
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     pairs = sorted(vocab.items(), key=lambda item: (item[1], item[0]))
     digest.update(json.dumps(pairs, ensure_ascii=False).encode("utf-8"))
@@ -234,22 +237,27 @@ def _styled(lemma: str, *, word: str, lowercase: bool) -> str:
     return lemma
 
 
-def _lemma_names(word: str, wordnet) -> list[str]:
-    """Lemma names of the synsets that list ``word`` itself (no morphy: see the module docstring)."""
+def _lemma_names(word: str, wordnet, *, lookup: str = "exact") -> list[str]:
+    """Lemma names of the synsets of ``word``: those that list the word itself ("exact", no
+    morphy: see the module docstring), or all that ``wn.synsets(word)`` returns ("morphy")."""
     form = word.lower()
     names: dict[str, None] = {}
     for synset in wordnet.synsets(form):
         lemma_names = synset.lemma_names()
-        # wn.synsets() also returns the synsets of morphy's base forms (is -> be); keep
-        # only those where the written form is itself a lemma.
-        if any(name.lower() == form for name in lemma_names):
+        # wn.synsets() also returns the synsets of morphy's base forms (is -> be); the exact
+        # reading keeps only those where the written form is itself a lemma.
+        if lookup == "morphy" or any(name.lower() == form for name in lemma_names):
             for name in lemma_names:
                 names[name] = None
     return list(names)
 
 
-def build_synonym_table(*, tokenizer, wordnet_version: str | None = None) -> SynonymTable:
-    """Compute the table from WordNet (no cache); ``ensure_wordnet()`` is called when no version is given."""
+def build_synonym_table(*, tokenizer, wordnet_version: str | None = None, lookup: str = "exact") -> SynonymTable:
+    """Compute the table from WordNet (no cache); ``ensure_wordnet()`` is called when no version is given.
+
+    ``lookup``: "exact" (the default) or "morphy" (see :func:`_lemma_names`)."""
+    if lookup not in LOOKUPS:
+        raise ValueError(f"lookup: expected one of {LOOKUPS}, got {lookup!r}")
     if wordnet_version is None:
         wordnet_version = ensure_wordnet().version
     from nltk.corpus import wordnet
@@ -269,7 +277,7 @@ def build_synonym_table(*, tokenizer, wordnet_version: str | None = None) -> Syn
         if parts is not None and _is_word(parts[1]):
             marker, word = parts
             if word not in lemma_cache:
-                lemma_cache[word] = _lemma_names(word, wordnet)
+                lemma_cache[word] = _lemma_names(word, wordnet, lookup=lookup)
             for lemma in lemma_cache[word]:
                 candidate = _styled(lemma, word=word, lowercase=scheme.lowercase)
                 if not _is_word(candidate):
@@ -282,7 +290,7 @@ def build_synonym_table(*, tokenizer, wordnet_version: str | None = None) -> Syn
     return SynonymTable(
         offsets=torch.tensor(offsets, dtype=torch.int64),
         synonym_ids=torch.tensor(synonym_ids, dtype=torch.int64),
-        key=table_key(tokenizer=tokenizer, wordnet_version=wordnet_version),
+        key=table_key(tokenizer=tokenizer, wordnet_version=wordnet_version, lookup=lookup),
     )
 
 
@@ -325,13 +333,13 @@ def cache_path(*, cache_dir: Path | str, key: str) -> Path:
     return Path(cache_dir) / f"{CACHE_PREFIX}{key[:16]}.safetensors"
 
 
-def load_or_build_synonym_table(*, tokenizer, cache_dir: Path | str) -> SynonymTable:
+def load_or_build_synonym_table(*, tokenizer, cache_dir: Path | str, lookup: str = "exact") -> SynonymTable:
     """The synonym table of ``tokenizer``'s vocabulary, from ``cache_dir`` or built from WordNet and cached.
 
     WordNet itself is loaded (seconds) only when the table must be built: ``ensure_wordnet``
     accepts nothing but version 3.0, so the cache key can name that version up front.
     """
-    key = table_key(tokenizer=tokenizer, wordnet_version=WORDNET_VERSION)
+    key = table_key(tokenizer=tokenizer, wordnet_version=WORDNET_VERSION, lookup=lookup)
     vocab_size = _vocab_size(tokenizer, _vocabulary(tokenizer))
     path = cache_path(cache_dir=cache_dir, key=key)
     if path.exists():
@@ -343,7 +351,7 @@ def load_or_build_synonym_table(*, tokenizer, cache_dir: Path | str) -> SynonymT
             warnings.warn(f"{path}: invalid synonym table cache ({error}); rebuilding it", stacklevel=2)
     info = ensure_wordnet()
     started = time.perf_counter()
-    table = build_synonym_table(tokenizer=tokenizer, wordnet_version=info.version)
+    table = build_synonym_table(tokenizer=tokenizer, wordnet_version=info.version, lookup=lookup)
     elapsed = time.perf_counter() - started
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(path, table)

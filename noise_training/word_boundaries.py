@@ -2,40 +2,67 @@
 
 WordNet synonyms are looked up per vocabulary token, but in "pan ##ini" the token "pan" is
 not the word "pan"; replacing it by "trash" would be noise of another kind than the paper's.
-A position holds a whole word when its token starts a word (WordPiece: no ``##`` prefix;
-byte-level BPE: a ``Ġ`` prefix, or the first token after a special token) and the next
-token does not continue it.
+A token *continues* the word before it when
+
+- WordPiece (BERT): it has the ``##`` prefix;
+- byte-level BPE (RoBERTa): it has no ``Ġ`` word-start marker, starts with a letter, and
+  the token before it ends with a letter ("Ġpan" "ini"). Punctuation glued to a word
+  ("Ġcar" ","; "ĠJohn" "'s"; "Ġfriend" ".") continues nothing, and a word glued to
+  punctuation before it ("(" "car") starts a word of its own.
+
+The first real token after a special token or padding never continues anything (the first
+word of the premise after ``<s>`` and of the hypothesis after ``</s></s>`` has no ``Ġ``).
+A position holds a whole word when it does not continue a word and the next token does not
+continue it. Capitalisation plays no part here (the synonym table handles case).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
-def word_start_vocabulary_mask(*, tokenizer) -> torch.Tensor:
-    """Bool [V]: True for tokens that begin a word by their spelling alone."""
+@dataclass(frozen=True)
+class WordPieceRules:
+    """Per-vocabulary-token facts the whole-word rule needs (bool [V] each)."""
+
+    glues: torch.Tensor  # may continue the token before it
+    ends_in_letter: torch.Tensor  # its last character is a letter (BPE: what a glued token may continue)
+
+    def to(self, device) -> "WordPieceRules":
+        return WordPieceRules(glues=self.glues.to(device), ends_in_letter=self.ends_in_letter.to(device))
+
+
+def word_piece_rules(*, tokenizer) -> WordPieceRules:
+    """The rules of ``tokenizer``'s vocabulary (WordPiece or byte-level BPE)."""
     from noise_training.synonyms import vocabulary_scheme  # imports NLTK: only when a table is built
 
     scheme = vocabulary_scheme(tokenizer=tokenizer)
     vocab = tokenizer.get_vocab()
-    mask = torch.zeros(max(len(tokenizer), max(vocab.values()) + 1), dtype=torch.bool)
+    size = max(len(tokenizer), max(vocab.values()) + 1)
+    glues = torch.zeros(size, dtype=torch.bool)
+    ends_in_letter = torch.ones(size, dtype=torch.bool)
     for token, index in vocab.items():
         if scheme.kind == "wordpiece":
-            mask[index] = not token.startswith(scheme.continuation_prefix)
+            glues[index] = token.startswith(scheme.continuation_prefix)
         else:
-            mask[index] = token.startswith(scheme.word_start_marker)
-    return mask
+            marked = token.startswith(scheme.word_start_marker)
+            text = token[len(scheme.word_start_marker):] if marked else token
+            glues[index] = not marked and text[:1].isalpha()
+            ends_in_letter[index] = text[-1:].isalpha()
+    return WordPieceRules(glues=glues, ends_in_letter=ends_in_letter)
 
 
 def whole_word_positions(*, input_ids: torch.Tensor, real_tokens: torch.Tensor,
-                         word_start_vocab: torch.Tensor) -> torch.Tensor:
+                         rules: WordPieceRules) -> torch.Tensor:
     """Bool [B, T]: real, non-special tokens that form a word on their own.
 
     ``real_tokens`` marks positions that are neither padding nor special tokens.
     """
-    after_boundary = torch.ones_like(real_tokens)
-    after_boundary[:, 1:] = ~real_tokens[:, :-1]  # first token after <s>, </s> or padding
-    starts = (word_start_vocab[input_ids] | after_boundary) & real_tokens
+    continues = torch.zeros_like(real_tokens)
+    continues[:, 1:] = (real_tokens[:, 1:] & real_tokens[:, :-1] & rules.glues[input_ids[:, 1:]]
+                        & rules.ends_in_letter[input_ids[:, :-1]])
     next_continues = torch.zeros_like(real_tokens)
-    next_continues[:, :-1] = real_tokens[:, 1:] & ~starts[:, 1:]
-    return starts & ~next_continues
+    next_continues[:, :-1] = continues[:, 1:]
+    return real_tokens & ~continues & ~next_continues

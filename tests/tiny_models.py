@@ -21,6 +21,10 @@ WORDS = (
     "game music film book song one two three four five".split()
 )
 LABELS = ("e", "n", "c")
+# A random init this wide makes a tiny model's predictions depend on its input (at 0.02 the
+# three classes' probabilities agree to 3 decimals across inputs, and a perturbation's
+# symmetric KL is ~1e-8): the tests of the adversarial term use it.
+SIGNAL_INIT = 0.2
 
 
 def synthetic_sentences(count: int, *, seed: int) -> list[str]:
@@ -44,8 +48,12 @@ def write_anli_like(folder: Path, *, rounds=("R1",), sizes=None, seed: int = 0) 
     return folder
 
 
-def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 32) -> Path:
-    """A random-init BERT and its WordPiece tokenizer saved as a model folder."""
+def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 32,
+              initializer_range: float = 0.02) -> Path:
+    """A random-init BERT and its WordPiece tokenizer saved as a model folder.
+
+    ``initializer_range`` 0.02 (BERT's) gives a model whose predictions barely depend on the
+    input; tests of a perturbation's effect use a larger one (see ``SIGNAL_INIT``)."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -55,7 +63,8 @@ def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 32)
     tokenizer = BertTokenizer(vocab=vocab)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=128, pad_token_id=0)
+                        intermediate_size=2 * hidden, max_position_embeddings=128, pad_token_id=0,
+                        initializer_range=initializer_range)
     model = BertModel(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
@@ -63,7 +72,7 @@ def tiny_bert(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 32)
     return folder
 
 
-def tiny_roberta(folder: Path, *, seed: int = 0, hidden: int = 32) -> Path:
+def tiny_roberta(folder: Path, *, seed: int = 0, hidden: int = 32, initializer_range: float = 0.02) -> Path:
     """A random-init RoBERTa with a byte-level BPE tokenizer trained on the test words."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
@@ -81,7 +90,7 @@ def tiny_roberta(folder: Path, *, seed: int = 0, hidden: int = 32) -> Path:
     torch.manual_seed(seed)
     config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=2 * hidden, max_position_embeddings=130, pad_token_id=1,
-                           type_vocab_size=1)
+                           type_vocab_size=1, initializer_range=initializer_range)
     RobertaModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

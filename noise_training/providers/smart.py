@@ -126,7 +126,8 @@ class SmartPerturbation(PerturbationProvider):
                 return Perturbation(embeddings=ctx.token_embeddings, delta=torch.zeros_like(clean_input),
                                     changed=torch.zeros_like(ctx.perturbable_mask), skipped=True,
                                     extra_forwards=self.k, extra_backwards=self.k)
-            step = normalise_per_token(grad.float() * mask, p_norm=self.p_norm, epsilon=self.epsilon)
+            wide = grad.to(torch.promote_types(grad.dtype, torch.float32))  # half precision up, float64 kept
+            step = normalise_per_token(wide * mask, p_norm=self.p_norm, epsilon=self.epsilon)
             delta = (delta.detach() + self.step_size * step.to(delta.dtype) * mask).detach()
 
         changed = ctx.perturbable_mask.clone()

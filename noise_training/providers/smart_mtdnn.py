@@ -48,8 +48,9 @@ STABLE_KL_EPSILON = 1e-6
 
 def stable_kl(adv_logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
     """MT-DNN's ``stable_kl(adv, target, reduce=False)``: summed over the batch, float32."""
-    p = torch.softmax(adv_logits.float(), dim=-1)
-    q = torch.softmax(target_logits.float(), dim=-1)
+    wide = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))  # half precision up, float64 kept
+    p = torch.softmax(wide(adv_logits), dim=-1)
+    q = torch.softmax(wide(target_logits), dim=-1)
     log_odds = lambda u: -torch.log(1.0 / (u.detach() + STABLE_KL_EPSILON) - 1.0 + STABLE_KL_EPSILON)
     return (p * (log_odds(p) - log_odds(q)) * 2).sum()
 

@@ -15,8 +15,16 @@ import torch
 
 from noise_training.base import Perturbation, PerturbationProvider, StepContext, delta_toward
 from noise_training.options import ADV_ALPHA
-from noise_training.registry import ProviderSpec, register_provider
+from noise_training.registry import Option, ProviderSpec, register_provider
 from noise_training.word_boundaries import whole_word_positions
+
+
+WORDNET_LOOKUP = Option(
+    "wordnet_lookup", str, "exact",
+    "which words have WordNet synonyms: exact (the written form is a lemma; the paper's ≈30%/40% replaced) "
+    "or morphy (NLTK's wn.synsets(word) with morphological reduction: 'is' gets 'be''s synonyms)",
+    check=lambda value: None if value in ("exact", "morphy") else "one of exact, morphy",
+)
 
 
 class WordNetNoise(PerturbationProvider):
@@ -25,20 +33,21 @@ class WordNetNoise(PerturbationProvider):
 
     def __init__(self, *, options, model, tokenizer, cache_dir) -> None:
         from noise_training.synonyms import load_or_build_synonym_table
-        from noise_training.word_boundaries import word_start_vocabulary_mask
+        from noise_training.word_boundaries import word_piece_rules
 
         super().__init__(options=options, model=model, tokenizer=tokenizer, cache_dir=cache_dir)
         self.noise_size = float(options["noise_size"])
         self.embedding = model.encoder.get_input_embeddings()
-        table = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=Path(cache_dir) / "synonyms")
+        table = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=Path(cache_dir) / "synonyms",
+                                            lookup=options["wordnet_lookup"])
         self.table = table.to(self.embedding.weight.device)
-        self.word_start = word_start_vocabulary_mask(tokenizer=tokenizer).to(self.embedding.weight.device)
+        self.word_rules = word_piece_rules(tokenizer=tokenizer).to(self.embedding.weight.device)
 
     def perturb(self, ctx: StepContext) -> Perturbation:
         with torch.no_grad():
             synonym_ids, has_synonym = self.table.sample(ctx.input_ids)
             whole_words = whole_word_positions(input_ids=ctx.input_ids, real_tokens=ctx.perturbable_mask,
-                                               word_start_vocab=self.word_start)
+                                               rules=self.word_rules)
             changed = whole_words & has_synonym
             delta = delta_toward(original=ctx.token_embeddings, target_ids=synonym_ids, weight=self.embedding.weight,
                                  changed=changed, size=self.noise_size)
@@ -46,12 +55,12 @@ class WordNetNoise(PerturbationProvider):
 
 
 register_provider(ProviderSpec(
-    name="wordnet_1.0", factory=WordNetNoise, aliases=("wordnet-replace",), options=(ADV_ALPHA,),
+    name="wordnet_1.0", factory=WordNetNoise, aliases=("wordnet-replace",), options=(ADV_ALPHA, WORDNET_LOOKUP),
     fixed={"noise_size": 1.0},
     summary="each token with WordNet synonyms is replaced by one drawn at random",
 ))
 register_provider(ProviderSpec(
-    name="wordnet_0.5", factory=WordNetNoise, aliases=("wordnet-half",), options=(ADV_ALPHA,),
+    name="wordnet_0.5", factory=WordNetNoise, aliases=("wordnet-half",), options=(ADV_ALPHA, WORDNET_LOOKUP),
     fixed={"noise_size": 0.5},
     summary="each token with WordNet synonyms moves halfway toward one drawn at random",
 ))
