@@ -38,7 +38,7 @@ from noise_training.errors import ProviderError  # noqa: E402
 # Model and batches, and the timing of one step, live in their own modules.
 from benchmarks.step_cost_setup import (  # noqa: E402
     ANLI_EVAL_FILES, RANDOM_INIT_SIZES, REPO_ROOT, anli_batches, anli_examples, default_anli_dir, load_model,
-    synthetic_batches,
+    snli_examples, synthetic_batches,
 )
 from benchmarks.step_cost_timing import (  # noqa: E402
     TWO_PASS, Method, PeakMemory, TimedProvider, Timing, overhead_outside_encoder, parse_methods, run_step,
@@ -67,8 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"methods to time (NAME or NAME:{TWO_PASS}); default: {' '.join(DEFAULT_METHODS)}")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_seq_len", type=int, default=512, help="pairs are cut to this many tokens (train.py's default)")
-    parser.add_argument("--data", choices=("anli", "synthetic"), default="anli",
-                        help="anli: random batches of the real ANLI dev/test pairs; synthetic: random words, ANLI-like lengths")
+    parser.add_argument("--data", choices=("anli", "snli", "synthetic"), default="anli",
+                        help="anli: random batches of the real ANLI dev/test pairs; snli: of the SNLI test pairs "
+                             "($SNLI_DIR/snli_test.jsonl, the head-to-head's batches); synthetic: random words, "
+                             "ANLI-like lengths")
     parser.add_argument("--data_dir", type=Path, default=None, help="ANLI v1.0 folder (default $ANLI_DIR or data/anli_v1.0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
@@ -118,6 +120,12 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         batches = anli_batches(data=data, batch_size=args.batch_size, count=rounds, seed=args.seed,
                                pad_token_id=tokenizer.pad_token_id)
         data_text = f"real ANLI dev+test pairs from {data_dir}"
+    elif args.data == "snli":
+        data = snli_examples(tokenizer=tokenizer, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
+                             cache_dir=cache_dir)
+        batches = anli_batches(data=data, batch_size=args.batch_size, count=rounds, seed=args.seed,
+                               pad_token_id=tokenizer.pad_token_id)
+        data_text = "real SNLI test pairs"
     else:
         batches = synthetic_batches(tokenizer=tokenizer, batch_size=args.batch_size, count=rounds, seed=args.seed,
                                     max_seq_len=args.max_seq_len)

@@ -79,6 +79,20 @@ def anli_examples(*, tokenizer, task, data_dir: Path, max_seq_len: int, cache_di
     return concat_splits(splits, task=task.name)
 
 
+def snli_examples(*, tokenizer, data_dir: Path | None, max_seq_len: int, cache_dir: Path):
+    """The SNLI test pairs ($SNLI_DIR, else the shared copy beside the checkout), tokenised (and cached)."""
+    from mt_dnn.features import load_tokenized_split
+    from mt_dnn.task_def import load_task_defs
+
+    candidates = (data_dir, os.environ.get("SNLI_DIR"), "data/snli", REPO_ROOT.parent / "shared/data/snli")
+    folder = next((Path(c) for c in candidates if c and (Path(c) / "snli_test.jsonl").is_file()), None)
+    if folder is None:
+        raise UserError("--data snli: no snli_test.jsonl found (set $SNLI_DIR or --data_dir)")
+    task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "snli.yml"])["snli"]
+    return load_tokenized_split(path=folder / "snli_test.jsonl", task=task, split="test", tokenizer=tokenizer,
+                                max_seq_len=max_seq_len, cache_dir=cache_dir / "tokens")
+
+
 def anli_batches(*, data, batch_size: int, count: int, seed: int, pad_token_id: int) -> list[dict]:
     """``count`` random batches of real pairs, padded to their longest pair (as training does)."""
     from mt_dnn.batching import collate

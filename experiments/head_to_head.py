@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max_eval_examples", type=int, default=defaults.max_eval_examples)
     parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    parser.add_argument("--model", default=defaults.model, help="encoder (default: the packaged MiniLM)")
     parser.add_argument("--phases", default="train,robust,report", help="which of train,robust,report to run")
     parser.add_argument("--quiet", action="store_true", help="training output only in each run's train.log")
     return parser.parse_args(argv)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         chosen = HeadToHeadSettings(seeds=parse_seeds(args.seeds), max_train_examples=args.max_train_examples,
                                     max_eval_examples=args.max_eval_examples, learning_rate=args.learning_rate,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size, model=args.model)
         data_dir = Path(args.data_dir).resolve()
         if not (data_dir / "snli_test.jsonl").is_file() or not (data_dir / "snli_dev.jsonl").is_file():
             raise GridError(f"--data_dir {args.data_dir}: expected snli_dev.jsonl and snli_test.jsonl there "
