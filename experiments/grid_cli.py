@@ -19,6 +19,7 @@ from experiments.grid_types import (
     DEFAULT_ANLI_DIR, PRESETS, ROUNDS, Cell, GridError, GridSettings, ModelSetting, Preset,
 )
 from experiments.run_loading import Run, load_runs, model_tag
+from experiments.slurm import SlurmRequest, add_slurm_arguments, slurm_request, write_slurm_script
 
 def parse_seeds(text: str) -> tuple[int, ...]:
     """'1-6' or '1,3,5' or '1-3,7' -> (1, 2, ...); order kept, duplicates dropped."""
@@ -100,6 +101,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dry_run", action="store_true", help="print the commands; run nothing")
     group.add_argument("--no_train", action="store_true", help="run nothing; only print tables / draw plots")
     group.add_argument("--quiet", action="store_true", help="do not echo training output (it is in RUN/train.log)")
+    add_slurm_arguments(parser)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class GridRequest:
     dry_run: bool
     no_train: bool
     echo: bool
+    slurm: SlurmRequest | None = None  # --emit_slurm: write the job array instead of training
 
 
 def _has_train_files(data_dir: Path) -> bool:
@@ -179,8 +182,10 @@ def resolve_request(args: argparse.Namespace) -> GridRequest:
         cache_dir=Path(args.cache_dir).expanduser().resolve() if args.cache_dir else None,
         extra_train_args=extra, keep_step_checkpoints=args.keep_step_checkpoints, notes=tuple(notes),
     )
-    return GridRequest(preset=preset, models=models, seeds=seeds, settings=settings, dry_run=args.dry_run,
-                       no_train=args.no_train, echo=not args.quiet)
+    slurm = slurm_request(args, gpus=gpus)
+    return GridRequest(preset=preset, models=models, seeds=seeds, settings=settings,
+                       dry_run=args.dry_run or slurm is not None,  # the scripts then stop after execute()
+                       no_train=args.no_train, echo=not args.quiet, slurm=slurm)
 
 
 def grid_runs(*, runs_dir: Path, cells: list[Cell]) -> list[Run]:
@@ -199,6 +204,8 @@ def execute(*, request: GridRequest, cells: list[Cell]) -> int:
     """Run (or dry-run) the cells; 0 when nothing failed. Training is skipped with --no_train."""
     if request.no_train:
         return 0
+    if request.slurm is not None:
+        return write_slurm_script(request=request.slurm, settings=request.settings, cells=cells)
     report = run_grid(cells=cells, settings=request.settings, dry_run=request.dry_run, echo=request.echo)
     if report.interrupted:
         return 130

@@ -1,0 +1,244 @@
+"""Our training step against the tools people would otherwise use, on the same batches and the same network.
+
+Four steps are timed, interleaved (one of each per round, on that round's batch, so load
+from other processes hits them alike), each a whole update (forward passes, backward, AdamW):
+
+- ``hand``: a minimal hand-written PyTorch step on our MultiTaskModel: forward, cross-entropy,
+  backward, ``torch.optim.AdamW`` step;
+- ``none``: our ``run_training_step`` with ``--perturbation none`` on the same model (what
+  train.py runs), with the project's AdamW;
+- ``trainer``: ``transformers.Trainer.training_step`` + its optimizer's step, on the Hugging
+  Face classifier holding the same weights (mt_dnn.hf_mapping);
+- ``1-1`` against ``trainer:1-1``: our 1-1 step against ``PerturbationTrainer``'s.
+
+It prints each step's median wall and CPU time and the ratios none/hand (target: within 3%),
+none/trainer and 1-1/trainer:1-1, by median, by minimum and by CPU time. No gradient
+clipping anywhere (the hand-written loop has none), so the four do the same arithmetic.
+
+    python -m benchmarks.bench_vs_tools                              # packaged MiniLM, CPU, real ANLI, batch 32
+    python -m benchmarks.bench_vs_tools --random_init bert-base --device cuda --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from benchmarks.step_cost_setup import (  # noqa: E402
+    RANDOM_INIT_SIZES, REPO_ROOT, anli_batches, anli_examples, default_anli_dir, load_model, snli_examples,
+    synthetic_batches,
+)
+from mt_dnn.errors import UserError  # noqa: E402
+
+STEPS = ("hand", "none", "trainer", "1-1", "trainer:1-1")
+RATIOS = (("none", "hand", 1.03), ("none", "trainer", None), ("1-1", "trainer:1-1", None))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="packaged-minilm", help="model folder or hub name")
+    parser.add_argument("--random_init", choices=sorted(RANDOM_INIT_SIZES), default=None,
+                        help="instead of --model: an encoder of this size with random weights (no download)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_seq_len", type=int, default=512)
+    parser.add_argument("--data", choices=("anli", "snli", "synthetic"), default="anli")
+    parser.add_argument("--data_dir", type=Path, default=None, help="ANLI (or SNLI) folder")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache_dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    for flag in ("batch_size", "max_seq_len", "threads", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag}: expected a whole number >= 1, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup: expected a whole number >= 0, got {args.warmup}")
+    return args
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _batches(args, *, tokenizer, task, cache_dir: Path, count: int) -> tuple[list[dict], str]:
+    if args.data == "synthetic":
+        return (synthetic_batches(tokenizer=tokenizer, batch_size=args.batch_size, count=count, seed=args.seed,
+                                  max_seq_len=args.max_seq_len), "synthetic batches (random words, ANLI-like lengths)")
+    if args.data == "snli":
+        data = snli_examples(tokenizer=tokenizer, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
+                             cache_dir=cache_dir)
+        text = "real SNLI test pairs"
+    else:
+        data_dir = args.data_dir or default_anli_dir()
+        if not (data_dir / "R1" / "dev.jsonl").is_file():
+            raise UserError(f"--data_dir {data_dir}: no R1/dev.jsonl (set $ANLI_DIR or pass --data synthetic)")
+        data = anli_examples(tokenizer=tokenizer, task=task, data_dir=data_dir, max_seq_len=args.max_seq_len,
+                             cache_dir=cache_dir)
+        text = f"real ANLI dev+test pairs from {data_dir}"
+    return anli_batches(data=data, batch_size=args.batch_size, count=count, seed=args.seed,
+                        pad_token_id=tokenizer.pad_token_id), text
+
+
+def build_steps(*, model, hf_model, tokenizer, task, device, cache_dir: Path, work_dir: Path) -> dict:
+    """label -> a function(batch) running one whole update; each set-up outside the timed calls."""
+    from transformers import Trainer, TrainingArguments
+
+    from mt_dnn.trainer import build_optimizer  # the project's AdamW (weight-decay groups)
+    from mt_dnn.training_step import run_training_step
+    from noise_training.hf import PerturbationTrainer
+    from noise_training.registry import build_provider, resolve_options
+
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
+    ours_optimizer = build_optimizer(model, learning_rate=1e-5, weight_decay=0.01)
+    hand_model = copy.deepcopy(model)
+    hand_optimizer = torch.optim.AdamW(hand_model.parameters(), lr=1e-5, weight_decay=0.01)
+    providers = {}
+    for name in ("none", "1-1"):
+        _, options = resolve_options(name=name, given={})
+        providers[name] = build_provider(name=name, options=options, model=model, tokenizer=tokenizer,
+                                         cache_dir=cache_dir)
+
+    def hand(batch):
+        logits = hand_model(task=task.name, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch.get("token_type_ids"))
+        torch.nn.functional.cross_entropy(logits, batch["labels"]).backward()
+        hand_optimizer.step()
+        hand_optimizer.zero_grad(set_to_none=True)
+
+    def ours(name):
+        def step(batch):
+            run_training_step(model=model, forward_model=model, provider=providers[name], batch=batch, task=task,
+                              adv_alpha=providers[name].options.get("adv_alpha", 0.0), special_ids=special_ids,
+                              normaliser=float(batch["labels"].shape[0]))
+            ours_optimizer.step()
+            ours_optimizer.zero_grad(set_to_none=True)
+        return step
+
+    arguments = TrainingArguments(output_dir=str(work_dir), report_to="none", use_cpu=device.type == "cpu",
+                                  max_grad_norm=0.0, learning_rate=1e-5, weight_decay=0.01, disable_tqdm=True)
+    trainers = {"trainer": Trainer(model=hf_model, args=arguments),
+                "trainer:1-1": PerturbationTrainer(model=copy.deepcopy(hf_model), args=arguments,
+                                                   processing_class=tokenizer, perturbation="1-1",
+                                                   cache_dir=cache_dir)}
+
+    def hugging_face(label):
+        trainer = trainers[label]
+        trainer.create_optimizer()
+        trainer.current_gradient_accumulation_steps = 1  # set by Trainer's own loop otherwise
+
+        def step(batch):
+            trainer.training_step(trainer.model, batch)
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
+        return step
+
+    return {"hand": hand, "none": ours("none"), "trainer": hugging_face("trainer"), "1-1": ours("1-1"),
+            "trainer:1-1": hugging_face("trainer:1-1")}
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    import tempfile
+
+    from mt_dnn.hf_mapping import build_classifier
+    from mt_dnn.precision import enable_fast_matmul
+    from mt_dnn.run_setup import default_cache_dir
+    from mt_dnn.task_def import load_task_defs
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device is available")
+    enable_fast_matmul(device)
+    cache_dir = args.cache_dir or default_cache_dir()
+    task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
+    model, tokenizer, description = load_model(model_name=args.model, random_init=args.random_init,
+                                               tokenizer_name=args.tokenizer, task=task)
+    hf_model = build_classifier(model=model, task=task, tokenizer=tokenizer)  # the same weights, HF's modules
+    model.to(device).train()
+    hf_model.to(device).train()
+    rounds = args.warmup + args.repeats
+    batches, data_text = _batches(args, tokenizer=tokenizer, task=task, cache_dir=cache_dir, count=rounds)
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    with tempfile.TemporaryDirectory() as work_dir:
+        steps = build_steps(model=model, hf_model=hf_model, tokenizer=tokenizer, task=task, device=device,
+                            cache_dir=cache_dir, work_dir=Path(work_dir))
+        wall = {label: [] for label in STEPS}
+        cpu = {label: [] for label in STEPS}
+        load_before = os.getloadavg()
+        started = time.perf_counter()
+        for index, batch in enumerate(batches):
+            torch.manual_seed(args.seed + index)
+            for label in STEPS:
+                _sync(device)
+                t0, c0 = time.perf_counter(), time.process_time()
+                steps[label](dict(batch))
+                _sync(device)
+                if index >= args.warmup:
+                    wall[label].append(time.perf_counter() - t0)
+                    cpu[label].append(time.process_time() - c0)
+            print(f"round {index + 1}/{rounds} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        load_after = os.getloadavg()
+    return {"model": description, "device": str(device), "threads": args.threads if device.type == "cpu" else None,
+            "batch_size": args.batch_size, "data": data_text, "warmup": args.warmup, "repeats": args.repeats,
+            "batch_widths": [int(b["attention_mask"].sum(1).max()) for b in batches],
+            "load_average": [load_before[0], load_after[0]], "cpu_count": os.cpu_count(),
+            "steps": {label: {"median_s": statistics.median(wall[label]), "min_s": min(wall[label]),
+                              "cpu_median_s": statistics.median(cpu[label]), "wall_s": wall[label],
+                              "cpu_s": cpu[label]} for label in STEPS}}
+
+
+def render(result: dict) -> str:
+    steps = result["steps"]
+    lines = [f"model: {result['model']} | device: {result['device']}"
+             + (f" | threads: {result['threads']}" if result["threads"] else ""),
+             f"data: {result['data']} | batch {result['batch_size']} | padded widths {result['batch_widths']}",
+             f"timed: {result['repeats']} interleaved rounds after {result['warmup']} warm-up; a step = one update",
+             "", f"{'step':<14}{'median s':>10}{'min s':>9}{'cpu s':>9}", "-" * 42]
+    for label, figures in steps.items():
+        lines.append(f"{label:<14}{figures['median_s']:>10.4f}{figures['min_s']:>9.4f}{figures['cpu_median_s']:>9.3f}")
+    lines += ["", "ratios (ours / theirs): by median, by min, by CPU time"]
+    for ours, theirs, target in RATIOS:
+        by = {key: steps[ours][key] / steps[theirs][key] for key in ("median_s", "min_s", "cpu_median_s")}
+        verdict = "" if target is None else f"   target <= {target:.2f}: {'met' if by['median_s'] <= target else 'NOT met'}"
+        lines.append(f"  {ours:>4} / {theirs:<12} {by['median_s']:.3f}  {by['min_s']:.3f}  {by['cpu_median_s']:.3f}"
+                     + verdict)
+    load = result["load_average"]
+    if result["device"] == "cpu" and max(load) > result["cpu_count"]:
+        lines.append(f"WARNING: load average {load[0]:.1f} -> {load[1]:.1f} on {result['cpu_count']} cores: other "
+                     "processes competed for the CPU; the figures are not a measurement")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import json
+
+    args = parse_args(argv)
+    try:
+        result = run_benchmark(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
