@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default=defaults.model, help="encoder (default: the packaged MiniLM)")
     parser.add_argument("--phases", default="train,robust,report", help="which of train,robust,report to run")
     parser.add_argument("--quiet", action="store_true", help="training output only in each run's train.log")
+    parser.add_argument("--results_doc", default=None,
+                        help="also write the report here with the command, date, machine and commit "
+                             "(the committed one is docs/results/snli_cpu.md)")
     return parser.parse_args(argv)
 
 
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     if "report" in phases:
         from experiments.head_to_head_report import report_phase
 
-        status = max(status, report_phase(cells=cells, settings=settings, chosen=chosen, protocol=PROTOCOL))
+        status = max(status, report_phase(cells=cells, settings=settings, chosen=chosen, protocol=PROTOCOL,
+                                          results_doc=args.results_doc, argv=argv))
     return status
 
 

@@ -165,7 +165,36 @@ def majority_share(*, settings: GridSettings, chosen) -> float | None:
     return 100 * max(labels.count(label) for label in set(labels)) / len(labels) if labels else None
 
 
-def report_phase(*, cells: list[Cell], settings: GridSettings, chosen, protocol: str) -> int:
+def provenance(*, argv: list[str] | None, runs_dir: Path) -> str:
+    """Where a results document came from: the command, the date, the machine, the code's commit."""
+    import datetime
+    import os
+    import platform
+    import shlex
+    import subprocess
+    import sys
+
+    def commit(folder: Path) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    here = Path(__file__).resolve().parents[1]
+    command = shlex.join(["python", "-m", "experiments.head_to_head", *(sys.argv[1:] if argv is None else argv)])
+    return "\n".join([
+        f"- command: `{command}`",
+        f"- date: {datetime.date.today().isoformat()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores ({platform.processor() or 'cpu'}), "
+        f"Python {platform.python_version()}, no GPU",
+        f"- report written by commit {commit(here)}; runs in {runs_dir} (their commands: each run's "
+        "grid_commands.jsonl)",
+    ]) + "\n\n"
+
+
+def report_phase(*, cells: list[Cell], settings: GridSettings, chosen, protocol: str,
+                 results_doc: str | None = None, argv: list[str] | None = None) -> int:
     from experiments.head_to_head_plot import plot_head_to_head
 
     methods = load_method_runs(cells=cells, settings=settings, chosen=chosen)
@@ -178,6 +207,10 @@ def report_phase(*, cells: list[Cell], settings: GridSettings, chosen, protocol:
     write_text_atomic(runs_dir / "tables" / "head_to_head.md", "# Head-to-head on SNLI (CPU scale)\n\n" + text)
     write_text_atomic(runs_dir / "tables" / "head_to_head.csv", render_csv(methods=methods))
     plot_head_to_head(methods=methods, labels=LABELS, majority=majority, out=runs_dir / "plots" / "head_to_head.png")
+    if results_doc:
+        doc = Path(results_doc)
+        write_text_atomic(doc, "# Head-to-head on SNLI (CPU scale)\n\n" + provenance(argv=argv, runs_dir=runs_dir) + text)
+        plot_head_to_head(methods=methods, labels=LABELS, majority=majority, out=doc.with_suffix(".png"))
     print(text)
     print(f"wrote {runs_dir / 'tables' / 'head_to_head.md'}, head_to_head.csv and {runs_dir / 'plots' / 'head_to_head.png'}")
     return 0
