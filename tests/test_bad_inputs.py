@@ -175,7 +175,7 @@ def test_yaml_is_loaded_safely(tiny, tmp_path, capsys):
 # -- flags --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra, starts", [
-    (["--perturbation", "gaussian"], "--perturbation gaussian: unknown provider (choices: none, smart, 1-1"),
+    (["--perturbation", "gaussian"], "--perturbation gaussian: unknown provider (choices: none, smart_mtdnn, smart, 1-1"),
     (["--perturbation", "1-1", "--noise_size", "2"], "--noise_size: expected a number in [0.0, 1.0], got 2.0"),
     (["--perturbation", "1-1", "--noise_size", "-0.5"], "--noise_size: expected a number in [0.0, 1.0]"),
     (["--perturbation", "1-2", "--top_k", "0"], "--top_k: expected a number >= 1, got 0"),
