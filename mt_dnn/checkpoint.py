@@ -77,7 +77,7 @@ def read_checkpoint(path: Path, *, map_location="cpu") -> dict[str, Any]:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         data = path.read_bytes()
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a huge number
         raise CheckpointError(f"{path}: unreadable checkpoint or manifest ({exc})") from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{manifest_path}: corrupt manifest (expected a JSON object)")

@@ -10,12 +10,12 @@ was expected``. A UTF-8 byte-order mark and CRLF line ends are accepted.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from mt_dnn.errors import DataError
+from mt_dnn.json_input import parse_json, unencodable_at
 from mt_dnn.task_def import TaskDef
 
 
@@ -25,6 +25,8 @@ class Example:
     premise: str
     hypothesis: str
     label: int  # index into the task's labels; -1 when the file carries no label
+    line: int = 0  # where it is in its file (for warnings)
+    null_uid: bool = False  # the uid field was null: the line number stands in
 
 
 def _decoded_lines(path: Path) -> list[str]:
@@ -61,6 +63,10 @@ def _text_field(record: dict, key: str, *, where: str) -> str:
     value = record[key]
     if not isinstance(value, str):
         raise DataError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
+    bad = unencodable_at(value)
+    if bad is not None:  # a "\ud800" escape: no tokenizer or encoder accepts it
+        raise DataError(f"{where}: field {key!r} is not valid Unicode (lone surrogate "
+                        f"{value[bad].encode('unicode_escape').decode()} at character {bad + 1})")
     return value
 
 
@@ -69,12 +75,17 @@ def _build_example(record: dict, *, task: TaskDef, number: int, where: str, requ
     premise = _text_field(record, names["premise"], where=where)
     hypothesis = _text_field(record, names["hypothesis"], where=where)
     uid = record.get(names["uid"], number)
+    null_uid = uid is None
+    if null_uid:
+        uid = number
+    elif isinstance(uid, str) and unencodable_at(uid) is not None:
+        raise DataError(f"{where}: field {names['uid']!r} is not valid Unicode (a lone surrogate)")
     label = -1
     if names["label"] in record and record[names["label"]] not in (None, ""):
         label = _label_index(record[names["label"]], task=task, where=where)
     elif require_label:
         raise DataError(f"{where}: missing field {names['label']!r}")
-    return Example(uid=str(uid), premise=premise, hypothesis=hypothesis, label=label)
+    return Example(uid=str(uid), premise=premise, hypothesis=hypothesis, label=label, line=number, null_uid=null_uid)
 
 
 def _read_jsonl(path: Path, *, task: TaskDef, require_label: bool) -> list[Example]:
@@ -83,10 +94,7 @@ def _read_jsonl(path: Path, *, task: TaskDef, require_label: bool) -> list[Examp
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        record = parse_json(line, where=where)
         if not isinstance(record, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
         examples.append(_build_example(record, task=task, number=number, where=where, require_label=require_label))

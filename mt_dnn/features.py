@@ -2,7 +2,8 @@
 
 Tokenising 160k ANLI pairs takes minutes; the result is cached as a non-pickle ``.npz``
 keyed by the file's content, the tokenizer and every setting that changes the ids, so a
-stale cache can never be used and an unreadable one is rebuilt (with a warning).
+stale cache can never be used and an unreadable one is rebuilt (with a warning). The data
+warnings of :mod:`mt_dnn.data_checks` are stored with it and repeated on every cache hit.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from mt_dnn.data import Example, read_examples
+from mt_dnn.data_checks import example_notes, log_notes, special_only_notes
+from mt_dnn.errors import DataError
 from mt_dnn.run_files import atomic_write_bytes
 from mt_dnn.task_def import TaskDef
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
-_ARRAYS = ("key", "input_ids", "offsets", "token_type_ids", "labels", "uids")
+CACHE_FORMAT_VERSION = 2  # 2: the data warnings (data_checks) are stored with the arrays
+_ARRAYS = ("key", "input_ids", "offsets", "token_type_ids", "labels", "uids", "notes")
 
 
 @dataclass
@@ -130,15 +133,16 @@ def _tokenize(examples: list[Example], *, task: str, split: str, tokenizer, max_
     )
 
 
-def _write_cache(path: Path, *, key: str, split: TokenizedSplit) -> None:
+def _write_cache(path: Path, *, key: str, split: TokenizedSplit, notes: list[str]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, key=np.array(key), input_ids=split.input_ids, offsets=split.offsets,
-             token_type_ids=split.token_type_ids, labels=split.labels, uids=split.uids)
+             token_type_ids=split.token_type_ids, labels=split.labels, uids=split.uids,
+             notes=np.array(json.dumps(notes)))
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _read_cache(path: Path, *, key: str, task: str, split: str) -> TokenizedSplit | None:
-    """The cached split, or None (with a warning when the file exists but is unusable)."""
+def _read_cache(path: Path, *, key: str, task: str, split: str) -> tuple[TokenizedSplit, list[str]] | None:
+    """The cached split and its data notes, or None (with a warning when the file exists but is unusable)."""
     if not path.exists():
         return None
     try:
@@ -147,7 +151,10 @@ def _read_cache(path: Path, *, key: str, task: str, split: str) -> TokenizedSpli
                 raise ValueError(f"arrays {sorted(stored.files)}")
             if str(stored["key"]) != key:
                 raise ValueError("key does not match")
-            arrays = {name: stored[name] for name in _ARRAYS[1:]}
+            arrays = {name: stored[name] for name in _ARRAYS[1:-1]}
+            notes = json.loads(str(stored["notes"]))
+        if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+            raise ValueError("notes are not a list of strings")
         offsets = arrays["offsets"]
         n = len(arrays["labels"])
         if (len(offsets) != n + 1 or offsets[0] != 0 or offsets[-1] != len(arrays["input_ids"])
@@ -157,7 +164,7 @@ def _read_cache(path: Path, *, key: str, task: str, split: str) -> TokenizedSpli
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         logger.warning("%s: unusable token cache (%s); rebuilding it", path, exc)
         return None
-    return TokenizedSplit(task=task, split=split, **arrays)
+    return TokenizedSplit(task=task, split=split, **arrays), notes
 
 
 def load_tokenized_split(
@@ -169,19 +176,22 @@ def load_tokenized_split(
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        from mt_dnn.errors import DataError
-
         raise DataError(f"{path}: file not found (split {task.name}:{split})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read (split {task.name}:{split}: {exc.strerror})") from None
     key = _cache_key(data=data, task=task, tokenizer=tokenizer, max_seq_len=max_seq_len, require_label=require_label)
     cache_path = Path(cache_dir) / f"{task.name}-{split}-{key[:24]}.npz" if cache_dir else None
     if cache_path is not None:
         cached = _read_cache(cache_path, key=key, task=task.name, split=split)
         if cached is not None:
-            logger.info("%s:%s: %d examples from the token cache", task.name, split, len(cached))
-            return cached
+            logger.info("%s:%s: %d examples from the token cache", task.name, split, len(cached[0]))
+            log_notes(path, cached[1])
+            return cached[0]
     examples = read_examples(path=path, task=task, require_label=require_label)
+    notes = example_notes(examples) + special_only_notes(examples, tokenizer=tokenizer)
     tokenized = _tokenize(examples, task=task.name, split=split, tokenizer=tokenizer, max_seq_len=max_seq_len)
     if cache_path is not None:
-        _write_cache(cache_path, key=key, split=tokenized)
+        _write_cache(cache_path, key=key, split=tokenized, notes=notes)
     logger.info("%s:%s: tokenised %d examples", task.name, split, len(tokenized))
+    log_notes(path, notes)
     return tokenized

@@ -192,6 +192,10 @@ def load_task_defs(*, paths: list[str | Path]) -> dict[str, TaskDef]:
             line = f":{mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"{source}{line}: invalid YAML: {problem}") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: invalid YAML: nested too deeply to read") from None
+        except ValueError as exc:  # PyYAML's int() of a number with thousands of digits
+            raise ConfigError(f"{source}: invalid YAML: unreadable value ({str(exc).split(';')[0]})") from None
         if not isinstance(document, dict) or not document:
             raise ConfigError(f"{source}: expected a mapping of task names to task settings")
         for name, body in document.items():
