@@ -35,6 +35,25 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**32 - 1  # NumPy's generators take seeds below 2**32
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    return text
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -104,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="what to evaluate after every epoch, same syntax (default: every dev and test "
                            "split of the trained tasks)")
     data.add_argument("--max_seq_len", type=positive_int, default=512,
-                      help="longest tokenised pair; the premise is truncated first")
+                      help="longest tokenised pair, at most the model's positions (its config's "
+                           "max_position_embeddings); the premise is truncated first")
     data.add_argument("--max_train_examples", type=positive_int, default=None,
                       help="use only the first N examples of each training split (smoke runs)")
     data.add_argument("--max_eval_examples", type=positive_int, default=None,
@@ -133,12 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="clip the gradient's global L2 norm to this (0 = off)")
     optim.add_argument("--grad_accumulation", type=positive_int, default=1,
                        help="batches per optimiser update")
-    optim.add_argument("--seed", type=int, default=2018,
+    optim.add_argument("--seed", type=_seed, default=2018,
                        help="fixes Python/NumPy/torch generators and the data order")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True, help="where metrics, predictions and checkpoints go")
-    run.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --output_dir")
+    run.add_argument("--output_dir", type=_folder, required=True,
+                     help="where metrics, predictions and checkpoints go (one train.py at a time: it is locked)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the newest valid checkpoint in --output_dir (refused if what decides the "
+                          "weights changed: flags, data files, task definitions, model)")
     run.add_argument("--overwrite", action="store_true",
                      help="start afresh in an --output_dir that holds another run's results (they are deleted)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

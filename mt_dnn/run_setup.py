@@ -1,17 +1,19 @@
 """Everything a training run needs before its first step, checked in the cheapest order.
 
-Flags, task definitions, split files and the output folder are checked before the model
-or data are loaded, and nothing is written to the output folder until every check has
-passed (:func:`prepare_run` only reads; :func:`start_run_folder` writes, after the trainer
-is built), so a bad input costs seconds and leaves nothing half-written.
+Flags, task definitions, split files, the model's config (``--max_seq_len`` against its
+positions) and the output folder are checked before the model or data are loaded. Then
+rank 0 takes the folder's lock (:mod:`mt_dnn.run_lock`), and only under it are the
+folder's contents and, for ``--resume``, the run's identity (:mod:`mt_dnn.run_identity`)
+checked. Nothing is written to the output folder until every check has passed
+(:func:`prepare_run` only reads; :func:`mt_dnn.run_folder.start_run_folder` writes, after
+the trainer is built), so a bad input costs seconds and leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,23 +22,20 @@ import torch
 from mt_dnn.datasets import (
     SplitRef, check_files_exist, load_splits, parse_dataset_list, resolve_data_dirs, training_tables,
 )
-from mt_dnn.distributed import DistInfo, barrier, init_distributed
+from mt_dnn.distributed import DistInfo, init_distributed
 from mt_dnn.errors import ConfigError
-from mt_dnn.features import TokenizedSplit
+from mt_dnn.features import TokenizedSplit, tokenizer_fingerprint
+from mt_dnn.json_input import read_json_object
 from mt_dnn.model import MultiTaskModel, build_model
+from mt_dnn.model_files import check_max_seq_len, load_model_config, model_identity
 from mt_dnn.packaged_model import resolve_model_name
 from mt_dnn.rng_state import seed_everything
-from mt_dnn.run_files import atomic_write_json
+from mt_dnn.run_folder import acquire_lock, check_output_dir, check_output_path, copy_names, has_progress
+from mt_dnn.run_identity import build_identity, check_resume_compatible
+from mt_dnn.run_lock import RunLock
 from mt_dnn.task_def import TaskDef, load_task_defs
 from noise_training.registry import build_provider
-
-RUN_RESULT_FILES = ("run_config.json", "metrics.jsonl", "run_summary.json", "checkpoints", "predictions", "model")
-# Flags that must not change between a run and its --resume: they decide the weights.
-RESUME_INVARIANTS = (
-    "model", "perturbation", "perturbation_options", "seed", "epochs", "batch_size", "learning_rate",
-    "weight_decay", "warmup", "grad_clip", "grad_accumulation", "train_datasets", "max_seq_len",
-    "max_train_examples", "batching", "amp", "world_size",
-)
+from safetensors import SafetensorError
 
 
 @dataclass
@@ -54,6 +53,8 @@ class RunSetup:
     eval_data: dict[SplitRef, TokenizedSplit]
     model_path: str
     record: dict  # what run_config.json holds
+    lock: RunLock | None  # held by rank 0 until the run ends
+    continuing: bool  # --resume of a run with a checkpoint (else the folder is started afresh)
 
 
 def default_cache_dir() -> Path:
@@ -72,42 +73,24 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
+def check_model_path(model_path: str) -> None:
+    if _looks_like_path(model_path) and not Path(model_path).expanduser().exists():
+        raise ConfigError(f"--model {model_path}: no such folder")
+
+
 def load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
-    if _looks_like_path(model_path) and not Path(model_path).expanduser().exists():
-        raise ConfigError(f"--model {model_path}: no such folder")
+    check_model_path(model_path)
     try:
         return AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--model {model_path}: cannot load its tokenizer ({_first_line(exc)})") from None
+        raise ConfigError(f"--model {model_path}: cannot load its tokenizer ({first_line(exc)})") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def check_output_dir(*, output_dir: Path, resume: bool, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"--output_dir {output_dir}: exists and is not a folder")
-    existing = [name for name in RUN_RESULT_FILES if (output_dir / name).exists()]
-    if existing and not (resume or overwrite):
-        raise ConfigError(
-            f"--output_dir {output_dir}: holds another run's results ({', '.join(existing)}); "
-            "pass --resume to continue it or --overwrite to replace it"
-        )
-    if resume and not (output_dir / "run_config.json").exists():
-        raise ConfigError(f"--resume: {output_dir} holds no run to resume (no run_config.json)")
-
-
-def clear_previous_run(output_dir: Path) -> None:
-    for name in RUN_RESULT_FILES:
-        path = output_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 def library_versions() -> dict[str, str]:
@@ -119,10 +102,16 @@ def library_versions() -> dict[str, str]:
 
 
 def resolved_config(config, *, setup_dist: DistInfo, device: torch.device, data_dirs, cache_dir, model_path) -> dict:
+    """Every flag, with paths made absolute (predict.py reads them from any working directory)."""
     record = {key: value for key, value in vars(config).items()}
+    task_defs = [str(Path(path).resolve()) for path in config.task_def]
+    local_model = Path(model_path).expanduser()
     record.update({
-        "model_path": model_path, "data_dirs": {k: str(v) for k, v in data_dirs.items()},
-        "cache_dir": str(cache_dir), "world_size": setup_dist.world_size, "device": device.type,
+        "task_def": task_defs, "task_def_copies": copy_names(task_defs),
+        "output_dir": str(Path(config.output_dir).resolve()),
+        "model_path": str(local_model.resolve()) if local_model.is_dir() else model_path,
+        "data_dirs": {k: str(Path(v).resolve()) for k, v in data_dirs.items()},
+        "cache_dir": str(Path(cache_dir).resolve()), "world_size": setup_dist.world_size, "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "versions": library_versions(),
     })
@@ -130,7 +119,10 @@ def resolved_config(config, *, setup_dist: DistInfo, device: torch.device, data_
 
 
 def prepare_run(config) -> RunSetup:
-    """Check every input and load tokenizer, data, model and provider; writes nothing."""
+    """Check every input and load tokenizer, data, model and provider; writes nothing.
+
+    On success rank 0 holds the output folder's lock (``setup.lock``); on failure it is released.
+    """
     dist = init_distributed(device_kind="cuda" if pick_device(config.device).type == "cuda" else "cpu")
     device = pick_device(config.device, local_rank=dist.local_rank)
     # Every rank draws its own dropout masks; the data order depends on --seed alone.
@@ -145,68 +137,43 @@ def prepare_run(config) -> RunSetup:
     eval_refs = parse_dataset_list(value=test_value, tasks=tasks, roles=("dev", "test"), flag="--test_datasets")
     data_dirs = resolve_data_dirs(values=config.data_dir, tasks=tasks)
     check_files_exist(refs=train_refs + eval_refs, tasks=tasks, data_dirs=data_dirs)
-    check_output_dir(output_dir=output_dir, resume=config.resume, overwrite=config.overwrite)
-
+    check_output_path(output_dir)
     model_path = resolve_model_name(config.model)
+    check_model_path(model_path)
+    model_config = load_model_config(model_path)  # first: the tokenizer reads config.json too
     tokenizer = load_tokenizer(model_path)
-    record = resolved_config(config, setup_dist=dist, device=device, data_dirs=data_dirs,
-                             cache_dir=cache_dir, model_path=model_path)
-    if config.resume:
-        _check_resume_compatible(output_dir=output_dir, record=record)
-    common = dict(tasks=tasks, data_dirs=data_dirs, tokenizer=tokenizer, max_seq_len=config.max_seq_len,
-                  cache_dir=cache_dir / "tokens")
-    train_data = training_tables(load_splits(refs=train_refs, max_examples=config.max_train_examples, **common))
-    eval_data = load_splits(refs=eval_refs, max_examples=config.max_eval_examples, **common)
+    check_max_seq_len(max_seq_len=config.max_seq_len, tokenizer=tokenizer, model_config=model_config,
+                      model_path=model_path)
 
+    lock = acquire_lock(output_dir, dist)  # before the folder's contents are looked at
     try:
-        model = build_model(model_name=model_path, tasks={name: tasks[name] for name in trained}, tokenizer=tokenizer)
-    except (OSError, ValueError) as exc:  # e.g. a folder with a tokenizer but no weights
-        raise ConfigError(f"--model {model_path}: cannot load the model ({_first_line(exc)})") from None
-    model.to(device)
-    provider = build_provider(name=config.perturbation, options=config.perturbation_options, model=model,
-                              tokenizer=tokenizer, cache_dir=cache_dir)
+        check_output_dir(output_dir=output_dir, resume=config.resume, overwrite=config.overwrite)
+        continuing = config.resume and has_progress(output_dir)
+        record = resolved_config(config, setup_dist=dist, device=device, data_dirs=data_dirs,
+                                 cache_dir=cache_dir, model_path=model_path)
+        identity = model_identity(model_path=model_path, tokenizer_fingerprint=tokenizer_fingerprint(tokenizer))
+        record["identity"] = json.loads(json.dumps(build_identity(
+            tasks=tasks, train_refs=train_refs, eval_refs=eval_refs, data_dirs=data_dirs, model=identity)))
+        if continuing:
+            config_path = output_dir / "run_config.json"
+            check_resume_compatible(saved=read_json_object(config_path, what="the run's configuration"),
+                                    record=record, config_path=config_path)
+        try:
+            model = build_model(model_name=model_path, tasks={name: tasks[name] for name in trained},
+                                tokenizer=tokenizer)
+        except (OSError, ValueError, SafetensorError) as exc:  # e.g. a folder with a tokenizer but no weights
+            raise ConfigError(f"--model {model_path}: cannot load the model ({first_line(exc)})") from None
+        model.to(device)
+        common = dict(tasks=tasks, data_dirs=data_dirs, tokenizer=tokenizer, max_seq_len=config.max_seq_len,
+                      cache_dir=cache_dir / "tokens")
+        train_data = training_tables(load_splits(refs=train_refs, max_examples=config.max_train_examples, **common))
+        eval_data = load_splits(refs=eval_refs, max_examples=config.max_eval_examples, **common)
+        provider = build_provider(name=config.perturbation, options=config.perturbation_options, model=model,
+                                  tokenizer=tokenizer, cache_dir=cache_dir)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     return RunSetup(config=config, dist=dist, device=device, output_dir=output_dir, cache_dir=cache_dir,
                     tasks=tasks, tokenizer=tokenizer, model=model, provider=provider, train_data=train_data,
-                    eval_data=eval_data, model_path=model_path, record=record)
-
-
-def start_run_folder(setup: RunSetup) -> None:
-    """Create or clear the output folder and write run_config.json and model/ (rank 0 only).
-
-    Called once every check has passed on every rank, so a bad input leaves the folder as it was.
-    """
-    barrier(setup.dist)  # no rank may still be checking the folder while rank 0 changes it
-    config, output_dir = setup.config, setup.output_dir
-    if setup.dist.is_main:
-        if config.overwrite:
-            clear_previous_run(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if not config.resume:
-            # model/ is several files: build it beside its final name and rename it whole.
-            staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".model.", suffix=".tmp"))
-            try:
-                setup.model.encoder.config.save_pretrained(staging)
-                setup.tokenizer.save_pretrained(staging)
-                os.replace(staging, output_dir / "model")
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            atomic_write_json(output_dir / "run_config.json", setup.record)
-    barrier(setup.dist)
-
-
-def _check_resume_compatible(*, output_dir: Path, record: dict) -> None:
-    import json
-
-    path = output_dir / "run_config.json"
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--resume: {path}: unreadable ({exc}); resume needs the run's own run_config.json") from None
-    if not isinstance(saved, dict):
-        raise ConfigError(f"--resume: {path}: expected a JSON object; resume needs the run's own run_config.json")
-    for key in RESUME_INVARIANTS:
-        if key in saved and saved[key] != record.get(key):
-            raise ConfigError(
-                f"--resume: --{key} was {saved[key]!r} in {output_dir / 'run_config.json'} but is now "
-                f"{record.get(key)!r}; resume with the same settings"
-            )
+                    eval_data=eval_data, model_path=model_path, record=record, lock=lock, continuing=continuing)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -32,75 +31,23 @@ from tqdm.auto import tqdm
 from mt_dnn.batching import collate, plan_epoch, shard_indices
 from mt_dnn.checkpoint import CheckpointError, CheckpointManager, read_checkpoint
 from mt_dnn.distributed import any_rank, barrier, broadcast_object, gather_objects, shutdown
+from mt_dnn.epoch_eval import evaluate_epoch
 from mt_dnn.epoch_stats import EpochStats
-from mt_dnn.evaluation import pooled_accuracy, predict_split, prediction_records
+from mt_dnn.optimizer import build_optimizer, no_forward_buffer_sync
 from mt_dnn.precision import autocast_factory, enable_fast_matmul, grad_scaler
 from mt_dnn.rng_state import capture_rng_state, restore_rng_state
-from mt_dnn.run_files import MetricsLog, atomic_write_json, atomic_write_jsonl
-from mt_dnn.run_setup import RunSetup, prepare_run, start_run_folder
+from mt_dnn.run_files import MetricsLog, atomic_write_json
+from mt_dnn.run_folder import finished_summary, start_run_folder
+from mt_dnn.run_setup import RunSetup, prepare_run
+from mt_dnn.run_summary import best_epoch, time_summary
 from mt_dnn.schedule import build_scheduler
 from mt_dnn.errors import UserError
+from mt_dnn.stop_request import StopRequest
 from mt_dnn.training_step import run_training_step
 
 logger = logging.getLogger(__name__)
 
-
-def build_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and normalisation weights (BERT's recipe)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 else decay).append(param)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-    )
-
-
-def _no_forward_buffer_sync() -> dict:
-    """DDP's keyword for "do not broadcast buffers every forward": renamed in recent torch."""
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel
-
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-        return {"forward_sync_buffers": False}
-    return {"broadcast_buffers": False}
-
-
-class _StopRequest:
-    """SIGTERM/SIGINT ask the loop to checkpoint at the next update boundary and exit.
-
-    A second Ctrl-C raises KeyboardInterrupt at once (the checkpoint files are atomic, so
-    that, too, leaves the folder resumable).
-    """
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-        self._previous = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_name is not None
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. called from a test thread)
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal_name == "SIGINT" and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
-        self.signal_name = signal.Signals(signum).name
-        logger.warning("%s received: checkpointing at the next update boundary, then stopping", self.signal_name)
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+__all__ = ["Trainer", "build_optimizer", "train"]  # build_optimizer: imported from here by benchmarks
 
 
 class Trainer:
@@ -122,7 +69,7 @@ class Trainer:
                 find_unused_parameters=len(setup.train_data) > 1,
                 # the encoders' buffers are constants (position ids); syncing them every
                 # forward would only add a collective
-                **_no_forward_buffer_sync(),
+                **no_forward_buffer_sync(),
             )
         self.autocast = autocast_factory(amp=config.amp, device=setup.device)
         self.scaler = grad_scaler(amp=config.amp, device=setup.device)
@@ -146,6 +93,11 @@ class Trainer:
         self.best_score: float | None = None
         self.stats = EpochStats()
         self._saved_at: tuple | None = None  # position of the newest checkpoint written
+        # wall time of earlier sessions of this run (up to the checkpoint resumed) and of this one
+        self._earlier_wall_time, self._started = 0.0, time.perf_counter()
+
+    def _wall_time(self) -> float:
+        return round(self._earlier_wall_time + time.perf_counter() - self._started, 3)
 
     # -- plan ---------------------------------------------------------------------------------
     def _plan(self, epoch: int):
@@ -163,7 +115,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "rng": rng_states,  # one per rank, in rank order
             "progress": {"epoch": self.epoch, "next_batch": self.next_batch, "global_step": self.global_step,
-                         "bad_steps": self.bad_steps},
+                         "bad_steps": self.bad_steps, "wall_time_s": self._wall_time()},
             "epoch_stats": stats_states,  # one per rank, in rank order
             "metrics_count": self.metrics.count() if self.is_main else 0,
             "best_score": self.best_score if self.best_score is not None else float("nan"),
@@ -247,6 +199,7 @@ class Trainer:
         progress = state["progress"]
         self.epoch, self.next_batch = progress["epoch"], progress["next_batch"]
         self.global_step, self.bad_steps = progress["global_step"], progress["bad_steps"]
+        self._earlier_wall_time = float(progress.get("wall_time_s", 0.0))  # absent in older checkpoints
         stats = state["epoch_stats"]
         self.stats.load_state_dict(stats[self.s.dist.rank] if isinstance(stats, list) else stats)
         best = float(state["best_score"])
@@ -289,7 +242,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return finite
 
-    def train_epoch(self, stop: _StopRequest) -> str | None:
+    def train_epoch(self, stop: StopRequest) -> str | None:
         """Run the rest of the current epoch; returns why it stopped early, or None."""
         config, dist, device = self.config, self.s.dist, self.s.device
         plan = self._plan(self.epoch)
@@ -356,42 +309,8 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self) -> float | None:
         """Evaluate every --test_datasets split, log metrics; the pooled dev score (mean over tasks)."""
-        results: dict = {}
-        for ref, data in self.s.eval_data.items():
-            task = self.s.tasks[ref.task]
-            result = predict_split(model=self.module, data=data, task=task, batch_size=self.config.eval_batch_size,
-                                   device=self.s.device, pad_token_id=self.pad_id, dist_info=self.s.dist,
-                                   autocast=self.autocast, show_progress=not self.config.no_progress)
-            results[ref] = result
-            if not self.is_main:
-                continue
-            role = task.splits[ref.split].role
-            record = {"kind": "eval", "epoch": self.epoch + 1, "global_step": self.global_step, "task": ref.task,
-                      "split": ref.split, "role": role, "examples": result["examples"],
-                      "accuracy": result.get("accuracy"), "loss": result.get("loss"),
-                      "wall_time_s": round(result["wall_time_s"], 3)}
-            self.metrics.append(record)
-            logger.info("epoch %d %s: accuracy %.4f (%d examples)", self.epoch + 1, ref,
-                        result.get("accuracy", float("nan")), result["examples"])
-            if self.config.save_predictions == "all":
-                atomic_write_jsonl(self.s.output_dir / "predictions" / f"epoch{self.epoch + 1}_{ref.task}_{ref.split}.jsonl",
-                                   prediction_records(data=data, task=task, result=result))
-        dev_scores = []
-        for task_name in sorted({ref.task for ref in results}):
-            task = self.s.tasks[task_name]
-            for role in ("dev", "test"):
-                refs = [ref for ref in results if ref.task == task_name and task.splits[ref.split].role == role
-                        and "accuracy" in results[ref]]
-                if not refs:
-                    continue
-                pooled = pooled_accuracy([results[ref] for ref in refs])
-                if role == "dev":
-                    dev_scores.append(pooled["accuracy"])
-                if self.is_main:
-                    self.metrics.append({"kind": "eval_pooled", "epoch": self.epoch + 1,
-                                         "global_step": self.global_step, "task": task_name, "role": role,
-                                         "splits": [ref.split for ref in refs], **pooled})
-        return sum(dev_scores) / len(dev_scores) if dev_scores else None
+        return evaluate_epoch(setup=self.s, module=self.module, autocast=self.autocast, pad_id=self.pad_id,
+                              metrics=self.metrics, epoch=self.epoch + 1, global_step=self.global_step)
 
     def end_epoch(self) -> None:
         per_rank = gather_objects(self.s.dist, self.stats.state_dict())
@@ -412,12 +331,21 @@ class Trainer:
         self.save_checkpoint()
 
     def run(self) -> dict:
-        started = time.perf_counter()
-        if self.config.resume:
+        self._started = time.perf_counter()
+        if self.s.continuing:
+            done = finished_summary(self.s.output_dir)
+            if done is not None:  # nothing to do; its summary (and wall time) stay as they are
+                logger.info("--resume: %s is already finished; nothing to do", self.s.output_dir)
+                return done
             self.resume()
         stopped = None
-        with _StopRequest() as stop:
+        stop_at = self.config.stop_at_step
+        with StopRequest() as stop:
             while self.epoch < self.config.epochs:
+                if stop_at and self.global_step >= stop_at:
+                    # resumed at or past --stop_at_step: the same command again makes no further update
+                    stopped = "stop_at_step"
+                    break
                 stopped = self.train_epoch(stop) if self.next_batch < self.batches_per_epoch else None
                 if stopped is not None:
                     break
@@ -428,7 +356,7 @@ class Trainer:
             if stopped not in (None, "bad_steps"):
                 self.save_checkpoint()  # still inside: a second SIGTERM must not cut this short
         summary = {"finished": stopped is None, "epochs": self.epoch, "updates": self.global_step,
-                   "total_updates": self.total_updates, "wall_time_s": round(time.perf_counter() - started, 3)}
+                   "total_updates": self.total_updates, "wall_time_s": self._wall_time()}
         if stopped == "bad_steps":
             raise UserError(f"stopped after {self.bad_steps} consecutive updates with a non-finite loss or gradient "
                             f"(--max_bad_steps {self.config.max_bad_steps}); last good checkpoint: "
@@ -441,38 +369,21 @@ class Trainer:
             logger.info("stopped (%s) at update %d; continue with --resume", stopped, self.global_step)
             return summary
         if self.is_main:
-            summary.update(self._time_summary())
+            records = self.metrics.read()
+            summary.update(time_summary(records))
             summary["best_dev_accuracy"] = self.best_score
-            summary["best_epoch"] = self._best_epoch()
+            summary["best_epoch"] = best_epoch(records)
             atomic_write_json(self.s.output_dir / "run_summary.json", summary)
         return summary
 
-    def _time_summary(self) -> dict:
-        epochs = [r for r in self.metrics.read() if r.get("kind") == "train_epoch"]
-        updates = sum(r["updates"] for r in epochs)
-        seconds = sum(r["seconds"] for r in epochs)
-        return {
-            "train_seconds": round(seconds, 3),
-            "seconds_per_update": seconds / updates if updates else None,
-            "forward_passes_per_update": epochs[-1]["forward_passes_per_update"] if epochs else None,
-            "backward_passes_per_update": epochs[-1]["backward_passes_per_update"] if epochs else None,
-        }
-
-    def _best_epoch(self) -> int | None:
-        pooled = {}
-        for r in self.metrics.read():
-            if r.get("kind") == "eval_pooled" and r["role"] == "dev":
-                pooled.setdefault(r["epoch"], []).append(r["accuracy"])
-        if not pooled:
-            return None
-        return max(sorted(pooled), key=lambda e: sum(pooled[e]) / len(pooled[e]))
-
 
 def train(*, config) -> dict:
-    setup = prepare_run(config)
+    setup = prepare_run(config)  # rank 0 now holds the output folder's lock
     try:
         trainer = Trainer(setup)  # its checks, too, come before anything is written
         start_run_folder(setup)
         return trainer.run()
     finally:
+        if setup.lock is not None:
+            setup.lock.release()
         shutdown(setup.dist)

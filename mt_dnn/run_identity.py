@@ -1,0 +1,131 @@
+"""What decides a run's weights, recorded in ``run_config.json`` and compared by ``--resume``.
+
+A resume that silently reads another round's training file, an edited task definition or
+another model produces weights that belong to no run. So a run records, under
+``identity``: the SHA-256 of every training split file (with its absolute path), every
+used task's definition as parsed (labels, fields, splits, ...: formatting and comments do
+not count), and the model's identity (:func:`mt_dnn.model_files.model_identity`: resolved
+folder, hashes of config and weights, tokenizer fingerprint). ``--resume`` refuses, in one
+line naming the first difference, any change to those or to the flags in
+:data:`RESUME_FLAGS`; a changed *evaluation* file only warns (it changes later metrics, not
+the weights). Run folders written before identities were recorded are compared on flags
+and the resolved model folder only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from mt_dnn.datasets import SplitRef, split_path
+from mt_dnn.errors import ConfigError
+from mt_dnn.model_files import file_sha256
+from mt_dnn.task_def import TaskDef
+
+logger = logging.getLogger(__name__)
+
+# Flags that must not change between a run and its --resume: they decide the weights. The
+# model is compared by identity instead (its spelling on the command line does not matter).
+RESUME_FLAGS = (
+    "perturbation", "perturbation_options", "seed", "epochs", "batch_size", "learning_rate",
+    "weight_decay", "warmup", "grad_clip", "grad_accumulation", "train_datasets", "max_seq_len",
+    "max_train_examples", "batching", "amp", "world_size",
+)
+
+
+def task_identity(task: TaskDef) -> dict:
+    body = dataclasses.asdict(task)
+    body.pop("source", None)
+    body["labels"], body["label_names"] = list(task.labels), list(task.label_names)
+    return body
+
+
+def split_files(*, refs: list[SplitRef], tasks: dict[str, TaskDef], data_dirs: dict[str, Path]) -> dict:
+    files = {}
+    for ref in refs:
+        path = split_path(ref=ref, tasks=tasks, data_dirs=data_dirs).resolve()
+        files[str(ref)] = {"path": str(path), "sha256": file_sha256(path)}
+    return files
+
+
+def build_identity(*, tasks: dict[str, TaskDef], train_refs: list[SplitRef], eval_refs: list[SplitRef],
+                   data_dirs: dict[str, Path], model: dict) -> dict:
+    used = sorted({ref.task for ref in train_refs + eval_refs})
+    return {
+        "model": model,
+        "tasks": {name: task_identity(tasks[name]) for name in used},
+        "train_files": split_files(refs=train_refs, tasks=tasks, data_dirs=data_dirs),
+        "eval_files": split_files(refs=eval_refs, tasks=tasks, data_dirs=data_dirs),
+    }
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dict_difference(was: dict, now: dict) -> str | None:
+    for key in sorted(set(was) | set(now)):
+        if was.get(key) != now.get(key):
+            return f"{key} was {_short(was.get(key))}, now {_short(now.get(key))}"
+    return None
+
+
+def _model_difference(was: dict, now: dict) -> str | None:
+    if was.get("path") != now.get("path"):
+        return f"the model folder was {was.get('path') or was.get('name')}, now {now.get('path') or now.get('name')}"
+    for name in sorted(set(was.get("files", {})) | set(now.get("files", {}))):
+        a, b = was.get("files", {}).get(name), now.get("files", {}).get(name)
+        if a != b:
+            if a is None or b is None:
+                return f"the model's {name} {'appeared' if a is None else 'is gone'}"
+            return f"the model's {name} changed (sha256 {a[:12]}... then, {b[:12]}... now)"
+    if was.get("tokenizer") != now.get("tokenizer"):
+        return "the model's tokenizer changed"
+    return None
+
+
+def first_difference(*, saved: dict, record: dict) -> str | None:
+    """The first setting that decides the weights and differs, as a phrase; None when all agree."""
+    for key in RESUME_FLAGS:
+        if key in saved and saved[key] != record.get(key):
+            return f"--{key} was {saved[key]!r} but is now {record.get(key)!r}"
+    was, now = saved.get("identity"), record["identity"]
+    if not isinstance(was, dict):  # a run folder from before identities were recorded
+        old = saved.get("model_path")
+        if old is not None and _resolved(old) != (now["model"].get("path") or now["model"].get("name")):
+            return f"--model was {old} but is now {record.get('model_path')}"
+        logger.warning("--resume: this run predates recorded data and model hashes; only flags are compared")
+        return None
+    problem = _model_difference(was.get("model", {}), now["model"])
+    if problem:
+        return f"{problem} (--model {record.get('model')})"
+    for name, task in now["tasks"].items():
+        if name in was.get("tasks", {}):
+            problem = _dict_difference(was["tasks"][name], task)
+            if problem:
+                return f"the definition of task {name} changed: {problem}"
+    for ref, entry in now["train_files"].items():
+        old = was.get("train_files", {}).get(ref)
+        if old is not None and old.get("sha256") != entry["sha256"]:
+            moved = "" if old.get("path") == entry["path"] else f" (was {old.get('path')})"
+            return f"training split {ref}: {entry['path']} differs from the file the run started with{moved}"
+    for ref, entry in now["eval_files"].items():
+        old = was.get("eval_files", {}).get(ref)
+        if old is not None and old.get("sha256") != entry["sha256"]:
+            logger.warning("--resume: evaluated split %s (%s) differs from the file the run started with; metrics "
+                           "before and after this resume are not comparable", ref, entry["path"])
+    return None
+
+
+def _resolved(model_path: str) -> str:
+    local = Path(model_path).expanduser()
+    return str(local.resolve()) if local.is_dir() else model_path
+
+
+def check_resume_compatible(*, saved: dict, record: dict, config_path: Path) -> None:
+    problem = first_difference(saved=saved, record=record)
+    if problem:
+        raise ConfigError(f"--resume: {problem} (recorded in {config_path}); resume with what the run started with, "
+                          "or start a new run")
