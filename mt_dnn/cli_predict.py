@@ -1,8 +1,9 @@
 """``predict.py``: score a trained checkpoint on a named split, or label new premise/hypothesis pairs.
 
 It rebuilds the model from what the run saved in ``RUN/model`` (encoder config and
-tokenizer) and ``RUN/run_config.json`` (task definitions), so it needs no network and no
-copy of the pretrained weights.
+tokenizer), ``RUN/task_defs`` (its copy of the task definitions) and
+``RUN/run_config.json`` (absolute paths), so it needs no network, no copy of the
+pretrained weights, and works from any working directory (:mod:`mt_dnn.run_reader`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from mt_dnn.evaluation import predict_split, prediction_records
 from mt_dnn.features import load_tokenized_split
 from mt_dnn.model import build_model
 from mt_dnn.run_files import atomic_write_jsonl
-from mt_dnn.run_setup import load_tokenizer, pick_device
+from mt_dnn.model_files import load_model_config
+from mt_dnn.run_reader import read_run_config, run_task_defs
+from mt_dnn.run_setup import first_line, load_tokenizer, pick_device
 from noise_training.errors import ProviderError
-from mt_dnn.task_def import load_task_defs
 
 
 def build_parser() -> argparse.ArgumentParser:
