@@ -57,29 +57,43 @@ def _load_weights(run_dir: Path, which: str, device) -> dict:
         if found is None:
             raise UserError(f"--checkpoint latest: no checkpoint in {run_dir / 'checkpoints'}")
         return found[1]["model"]
-    return read_checkpoint(Path(which), map_location=device)["model"]
+    state = read_checkpoint(Path(which), map_location=device)
+    if not isinstance(state, dict) or "model" not in state:
+        raise UserError(f"--checkpoint {which}: not a checkpoint of this program (no model weights)")
+    return state["model"]
 
 
 def predict(args) -> dict:
     run_dir = Path(args.run_dir)
-    config_path = run_dir / "run_config.json"
-    if not config_path.is_file():
-        raise UserError(f"--run_dir {run_dir}: no run_config.json (not a training run folder)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    tasks = load_task_defs(paths=config["task_def"])
+    config = read_run_config(run_dir)
+    tasks = run_task_defs(run_dir, config)
     trained = sorted({item.split(":")[0] for item in config["train_datasets"].split(",") if item})
+    unknown = [name for name in trained if name not in tasks]
+    if unknown:
+        raise UserError(f"--run_dir {run_dir}: the run trained task {unknown[0]}, which its task definitions lack")
     task_name = args.task or (trained[0] if len(trained) == 1 else None)
     if task_name not in trained:
         raise ConfigError(f"--task: expected one of {', '.join(trained)}, got {args.task!r}")
     task = tasks[task_name]
     device = pick_device(args.device)
-    tokenizer = load_tokenizer(str(run_dir / "model"))
-    model = build_model(model_name=str(run_dir / "model"), tasks={t: tasks[t] for t in trained}, from_config_only=True)
-    model.load_state_dict(_load_weights(run_dir, args.checkpoint, device))
+    model_dir = str(run_dir / "model")
+    tokenizer = load_tokenizer(model_dir)
+    load_model_config(model_dir, flag="--run_dir")
+    try:
+        model = build_model(model_name=model_dir, tasks={t: tasks[t] for t in trained}, from_config_only=True)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--run_dir {run_dir}: cannot rebuild the model from {model_dir} ({first_line(exc)})") from None
+    try:
+        model.load_state_dict(_load_weights(run_dir, args.checkpoint, device))
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise UserError(f"--checkpoint {args.checkpoint}: does not fit the model in {model_dir} "
+                        f"({first_line(exc)})") from None
     model.to(device)
 
     if args.split:
-        data_dirs = resolve_data_dirs(values=args.data_dir or [config["data_dirs"][task_name]], tasks=tasks)
+        recorded = config.get("data_dirs") if isinstance(config.get("data_dirs"), dict) else {}
+        data_dirs = resolve_data_dirs(values=args.data_dir or ([recorded[task_name]] if task_name in recorded else None),
+                                      tasks=tasks)
         ref = SplitRef(task=task_name, split=args.split)
         if args.split not in task.splits:
             raise ConfigError(f"--split {args.split}: task {task_name} has no such split ({', '.join(task.splits)})")
