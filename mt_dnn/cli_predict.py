@@ -25,6 +25,7 @@ from mt_dnn.run_files import atomic_write_jsonl
 from mt_dnn.model_files import load_model_config
 from mt_dnn.run_reader import read_run_config, run_task_defs
 from mt_dnn.run_setup import first_line, load_tokenizer, pick_device
+from mt_dnn.substitution import DEFAULT_RATES, SUBSTITUTIONS, Substituter, pretrained_input_embeddings, substitute_split
 from noise_training.errors import ProviderError
 
 
@@ -41,9 +42,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", nargs="+", default=None, help="as train.py (default: the run's data folders)")
     parser.add_argument("--output", required=True, help="where to write the predictions (jsonl)")
     parser.add_argument("--batch_size", type=positive_int, default=64)
+    parser.add_argument("--max_examples", type=positive_int, default=None,
+                        help="score only the first N examples (as train.py's --max_eval_examples)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--substitute", choices=SUBSTITUTIONS, default=None,
+                        help="score the split with tokens substituted (robust accuracy; mt_dnn/substitution.py): "
+                             "wordnet synonyms of whole words, or each token's nearest vocabulary neighbour")
+    parser.add_argument("--substitution_rate", type=unit_interval, default=None,
+                        help="probability that an eligible token is substituted "
+                             f"(default: wordnet {DEFAULT_RATES['wordnet']}, neighbour {DEFAULT_RATES['neighbour']})")
+    parser.add_argument("--substitution_seed", type=int, default=0)
     parser.add_argument("--debug", action="store_true")
     return parser
+
+
+def unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _substituted(data, *, args, config: dict, tokenizer):
+    """``data`` with tokens substituted as --substitute asks, and the report of what changed."""
+    from mt_dnn.packaged_model import resolve_model_name
+    from mt_dnn.run_setup import default_cache_dir
+
+    cache_dir = Path(config.get("cache_dir") or default_cache_dir())
+    embeddings = None
+    if args.substitute == "neighbour":
+        base = config.get("model_path") or resolve_model_name(config["model"])
+        embeddings = pretrained_input_embeddings(model_name=base)
+    substituter = Substituter(kind=args.substitute, tokenizer=tokenizer, embeddings=embeddings, cache_dir=cache_dir)
+    rate = DEFAULT_RATES[args.substitute] if args.substitution_rate is None else args.substitution_rate
+    return substitute_split(data=data, substituter=substituter, rate=rate, seed=args.substitution_seed)
 
 
 def _load_weights(run_dir: Path, which: str, device) -> dict:
@@ -103,6 +138,11 @@ def predict(args) -> dict:
     else:
         data = load_tokenized_split(path=args.input, task=task, split="input", tokenizer=tokenizer,
                                     max_seq_len=config["max_seq_len"], cache_dir=None, require_label=False)
+    if args.max_examples:
+        data = data.take(args.max_examples)
+    substitution = None
+    if args.substitute:
+        data, substitution = _substituted(data, args=args, config=config, tokenizer=tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     result = predict_split(model=model, data=data, task=task, batch_size=args.batch_size, device=device,
                            pad_token_id=pad)
@@ -110,6 +150,8 @@ def predict(args) -> dict:
     summary = {"examples": len(data), "output": args.output}
     if "accuracy" in result:
         summary["accuracy"] = result["accuracy"]
+    if substitution is not None:
+        summary["substitution"] = substitution
     return summary
 
 
