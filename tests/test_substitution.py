@@ -25,12 +25,12 @@ def minilm(minilm_path, tmp_path_factory):
     return {"tokenizer": tokenizer, "embeddings": embeddings, "cache": tmp_path_factory.mktemp("substitution")}
 
 
-def _split(tokenizer) -> TokenizedSplit:
-    rows = [tokenizer(p, h)["input_ids"] for p, h in PAIRS]
+def _split(tokenizer, order=(0, 1)) -> TokenizedSplit:
+    rows = [tokenizer(*PAIRS[i])["input_ids"] for i in order]
     offsets = np.cumsum([0] + [len(r) for r in rows])
     return TokenizedSplit(task="snli", split="test", input_ids=np.concatenate(rows).astype(np.int32),
                           token_type_ids=np.zeros(offsets[-1], dtype=np.int8), offsets=offsets.astype(np.int64),
-                          labels=np.array([0, 1]), uids=np.array(["pair-0", "pair-1"]))
+                          labels=np.array(list(order)), uids=np.array([f"pair-{i}" for i in order]))
 
 
 def _tokens(tokenizer, split, index):
@@ -85,9 +85,12 @@ def test_same_seed_same_substitutes_rate_zero_changes_nothing(minilm):
     other, _ = substitute_split(data=clean, substituter=substituter, rate=0.5, seed=8)
     assert np.array_equal(first.input_ids, again.input_ids)
     assert not np.array_equal(first.input_ids, other.input_ids)
-    # one example's substitutes do not depend on the others around it
+    # one example's substitutes do not depend on the others around it, nor on its place in the split
     alone, _ = substitute_split(data=clean.take(1), substituter=substituter, rate=0.5, seed=7)
     assert np.array_equal(alone.input_ids, first.input_ids[: clean.offsets[1]])
+    swapped, _ = substitute_split(data=_split(tokenizer, order=(1, 0)), substituter=substituter, rate=0.5, seed=7)
+    second_first = swapped.input_ids[: swapped.offsets[1]]
+    assert np.array_equal(second_first, first.input_ids[clean.offsets[1]:])
     unchanged, report = substitute_split(data=clean, substituter=substituter, rate=0.0, seed=7)
     assert np.array_equal(unchanged.input_ids, clean.input_ids) and report["changed_token_share"] == 0
 
