@@ -1,8 +1,13 @@
-"""Every registered perturbation provider, driven by the registry, on a tiny real BERT.
+"""Every registered perturbation provider, driven by the registry, on a tiny real BERT with signal.
 
 A new provider registered in ``noise_training.providers`` is tested here without editing
-this file. Method-specific behaviour (1-1_1.0, 1-2, partial counts and saliency, SMART's
-step and its NaN guard, WordNet's whole-word rule) is tested below the parametrised part.
+this file. The fixture is a tiny BERT initialised wide (``SIGNAL_INIT``), in float64, with
+its head scaled, so that its predictions depend on the input: a guard fails the step test of
+any provider whose adversarial term carries under 1% of the step's gradient norm on the test
+batch (a fixture that cannot see the term cannot protect it). Expected values come from
+formulas written here, compared with tolerances relative to the size of what is compared.
+Method-specific behaviour (1-1_1.0, 1-2, partial counts and saliency, SMART's step and its NaN
+guard, WordNet's whole-word rule and midpoint) is tested below the parametrised part.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from mt_dnn.training_step import run_training_step
 from noise_training.base import StepContext, perturbable_token_mask
 from noise_training.registry import build_provider, get_spec, provider_names, resolve_options
 from conftest import REPO_ROOT
-from tiny_models import tiny_bert
+from tiny_models import SIGNAL_INIT, tiny_bert
 
 TASK = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
 PAIRS = [
@@ -27,20 +32,36 @@ PAIRS = [
 ]
 
 
+HEAD_SCALE = 10.0
+# Settings under which each provider's adversarial term is visible on this batch. SMART's defaults
+# (η = σ = 1e-5) move the input by 1e-5: its term is then ~1e-5 of the gradient, under any guard.
+# 2-3 changes the 15% least salient tokens halfway: 0.15% of the gradient here; 30% of them, all the way: 3.7%.
+SETTINGS = {"smart": {"adv_step_size": 1e-1, "adv_noise_var": 1e-2}, "2-3": {"noise_ratio": 0.3, "noise_size": 1.0}}
+GUARD_SHARE = 0.01  # the adversarial term's least share of the step's gradient norm
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("providers")
-    folder = tiny_bert(root / "bert", hidden=48)
+    folder = tiny_bert(root / "bert", hidden=48, initializer_range=SIGNAL_INIT)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = build_model(model_name=str(folder), tasks={"anli": TASK}, tokenizer=tokenizer)
-    model.eval()  # no dropout: every difference below comes from the provider
+    # no dropout: every difference below comes from the provider; float64: none from rounding
+    model.double().eval()
+    with torch.no_grad():
+        model.heads["anli"].classifier.weight.mul_(HEAD_SCALE)
     batch = tokenizer([p for p, _ in PAIRS], [h for _, h in PAIRS], padding=True, return_tensors="pt",
                       return_token_type_ids=True)
     batch = dict(batch)
     batch["labels"] = torch.tensor([0, 2, 1])
     special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    with torch.no_grad():
+        probabilities = model(task="anli", input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              token_type_ids=batch["token_type_ids"]).softmax(-1)
+    # the random-init BERT of before gave 0.1746, 0.1585, 0.1135 for class 0 on all three pairs
+    assert (probabilities.amax(0) - probabilities.amin(0)).max() > 0.1, f"fixture degenerate: {probabilities}"
     return {"model": model, "tokenizer": tokenizer, "batch": batch, "special_ids": special_ids,
             "cache": root / "cache"}
 
@@ -116,46 +137,74 @@ def test_every_provider_shape_specials_and_determinism(tiny, name):
     assert torch.equal(first.delta, second.delta) and torch.equal(first.changed, second.changed)
 
 
+def _hand_loss(tiny, ctx, loss_sum, perturbation, *, alpha, normaliser):
+    """(CE sum + alpha * Σ (KL(p||q) + KL(q||p))) / normaliser, written out, with the provider's (constant) delta.
+
+    Returns the loss and the batch's KL sum."""
+    model, batch = tiny["model"], tiny["batch"]
+    loss = loss_sum / normaliser
+    if perturbation is None:
+        return loss, None
+    if perturbation.position_numbering == "encoder_default":  # smart_mtdnn: embedding block output + noise
+        step2_input = ctx.embedding_output() + perturbation.delta
+    elif perturbation.reference is None:
+        step2_input = ctx.token_embeddings + perturbation.delta
+    else:  # smart --smart_at embedding_output: the hook adds delta inside the model
+        step2_input = ctx.token_embeddings
+    with perturbation.forward_context():
+        adv_logits = model(task="anli", inputs_embeds=step2_input, position_numbering=perturbation.position_numbering,
+                           attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+    logp, logq = ctx.logits.log_softmax(-1), adv_logits.log_softmax(-1)
+    kl = (logp.detach().exp() * (logp.detach() - logq)).sum() + (logq.detach().exp() * (logq.detach() - logp)).sum()
+    return loss + alpha * kl / normaliser, kl.item()
+
+
+def _gradients(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward(retain_graph=True)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _norm(grads):
+    return torch.sqrt(sum((g ** 2).sum() for g in grads.values())).item()
+
+
 @pytest.mark.parametrize("name", provider_names())
 def test_every_provider_step_gradients_match_the_formula(tiny, name):
     model, batch = tiny["model"], tiny["batch"]
-    provider = make_provider(tiny, name)
+    provider = make_provider(tiny, name, **SETTINGS.get(name, {}))
     alpha = 1.0 if name == "none" else 0.7
     if name != "none":
         provider.options["adv_alpha"] = alpha
 
+    # this batch of 3 as half of an accumulation group of 6: both terms are divided by the group's size
+    normaliser = 6.0
     model.zero_grad(set_to_none=True)
     torch.manual_seed(1)
     outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=batch, task=TASK,
-                                adv_alpha=alpha, special_ids=tiny["special_ids"], normaliser=3.0)
+                                adv_alpha=alpha, special_ids=tiny["special_ids"], normaliser=normaliser)
     assert torch.isfinite(outcome.loss)
     step_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert any(n.startswith("encoder.encoder.layer.0") for n in step_grads), "backward must reach the encoder"
 
-    # By hand: CE mean + alpha * (KL(p||q) + KL(q||p)) / n, with the provider's (constant) delta.
-    model.zero_grad(set_to_none=True)
     torch.manual_seed(1)
     ctx, loss_sum = make_context(tiny, provider)
     perturbation = provider.perturb(ctx)
-    loss = loss_sum / 3
+    loss, kl_sum = _hand_loss(tiny, ctx, loss_sum, perturbation, alpha=alpha, normaliser=normaliser)
+    hand_grads = _gradients(model, loss)
     if perturbation is not None:
-        if provider.perturbs_every_position:  # smart_mtdnn: embedding block output + noise, HF's own positions
-            step2_input, numbering = ctx.embedding_output() + perturbation.delta, "encoder_default"
-        elif perturbation.reference is None:
-            step2_input, numbering = ctx.token_embeddings + perturbation.delta, "padding_aware"
-        else:  # smart --smart_at embedding_output: the hook adds delta inside the model
-            step2_input, numbering = ctx.token_embeddings, "padding_aware"
-        with perturbation.forward_context():
-            adv_logits = model(task="anli", inputs_embeds=step2_input, position_numbering=numbering,
-                               attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
-        logp, logq = ctx.logits.log_softmax(-1), adv_logits.log_softmax(-1)
-        kl = (logp.detach().exp() * (logp.detach() - logq)).sum() + (logq.detach().exp() * (logq.detach() - logp)).sum()
-        loss = loss + alpha * kl / 3
-    loss.backward()
-    hand_grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        # The guard: this fixture must be able to see the adversarial term, or the comparison below is void.
+        task_only = _gradients(model, loss_sum / normaliser)
+        share = _norm({k: hand_grads[k] - task_only.get(k, 0) for k in hand_grads}) / _norm(hand_grads)
+        assert share >= GUARD_SHARE, (f"fixture degenerate for {name}: the adversarial term carries {share:.2e} of "
+                                      f"the step's gradient norm (needs {GUARD_SHARE})")
+        assert outcome.adv_loss == pytest.approx(kl_sum / 3, rel=1e-6)  # the batch's mean, through float32
     assert hand_grads.keys() == step_grads.keys()
-    for key in hand_grads:
-        torch.testing.assert_close(step_grads[key], hand_grads[key], rtol=1e-5, atol=1e-7, msg=key)
+    scale = max(g.abs().max().item() for g in hand_grads.values())
+    for key in hand_grads:  # float64: the two computations agree to rounding, far under the term's share
+        torch.testing.assert_close(step_grads[key], hand_grads[key], rtol=1e-7, atol=1e-9 * scale, msg=key)
     model.zero_grad(set_to_none=True)
 
 
@@ -281,17 +330,17 @@ def test_smart_noise_after_the_step_matches_the_formula(tiny):
 
 
 def test_smart_ascent_increases_the_adversarial_loss(tiny):
-    # A random tiny model barely reacts to 1e-5 noise (KL ~ 1e-8, under the 1e-6 epsilon), so the
-    # test uses a larger noise and step and a negligible epsilon; the ascent logic is the same.
-    settings = dict(adv_step_size=5e-2, adv_noise_var=5e-2, adv_epsilon=1e-12)
+    # On this model with signal the ascent is measurable at small sizes: σ 1e-3, an ∞-norm step of 1e-2
+    # (and a negligible epsilon); compared with a random step of the same size.
+    settings = dict(adv_step_size=1e-2, adv_noise_var=1e-3, adv_epsilon=1e-12)
     provider = make_provider(tiny, "smart", **settings)
     ctx, _ = make_context(tiny, provider)
     torch.manual_seed(2)
     result = provider.perturb(ctx)
     mask = ctx.perturbable_mask.unsqueeze(-1)
     torch.manual_seed(2)
-    initial = torch.randn_like(ctx.token_embeddings) * 5e-2 * mask
-    random_step = initial + 5e-2 * torch.sign(torch.randn_like(initial)) * mask  # same size, no gradient
+    initial = torch.randn_like(ctx.token_embeddings) * 1e-3 * mask
+    random_step = initial + 1e-2 * torch.sign(torch.randn_like(initial)) * mask  # same size, no gradient
     with torch.no_grad():
         kl = lambda delta: symmetric_kl(ctx.logits, ctx.forward(inputs_embeds=ctx.token_embeddings + delta)).item()
         before, after, unguided = kl(initial), kl(result.delta), kl(random_step)
@@ -369,3 +418,103 @@ def test_wordnet_changes_only_whole_words_with_synonyms(tiny):
     for r, c in result.changed.nonzero().tolist():
         replacement = (weight - result.embeddings[r, c]).abs().sum(-1).argmin().item()
         assert replacement in provider.table.synonyms_of(ctx.input_ids[r, c].item())
+
+
+def test_wordnet_half_moves_exactly_to_the_midpoint_of_a_listed_synonym(tiny):
+    provider = make_provider(tiny, "wordnet_0.5")
+    ctx, _ = make_context(tiny, provider)
+    weight = tiny["model"].encoder.get_input_embeddings().weight.detach()
+    original = ctx.token_embeddings.detach()
+    scale = original.abs().max().item()
+    drawn = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        result = provider.perturb(ctx)
+        got = result.embeddings.detach()
+        assert result.changed.any()
+        assert torch.equal(got[~result.changed], original[~result.changed])  # elsewhere exactly unchanged
+        for r, c in result.changed.nonzero().tolist():
+            token, e = ctx.input_ids[r, c].item(), original[r, c]
+            # E + 0.5 (E_syn - E) for the one synonym that was drawn (float64: equal to rounding)
+            matches = [s for s in provider.table.synonyms_of(token)
+                       if torch.allclose(got[r, c], e + 0.5 * (weight[s] - e), rtol=0, atol=1e-12 * scale)]
+            assert len(matches) == 1, (tiny["tokenizer"].convert_ids_to_tokens(token), matches)
+            drawn.add((token, matches[0]))
+    car = tiny["tokenizer"].convert_tokens_to_ids("car")
+    assert len({s for t, s in drawn if t == car}) == 2  # auto and automobile: the synonym is drawn
+
+
+# ---------------------------------------------------------------------------------- 2-1 randomness
+
+def test_two_one_positions_vary_with_the_seed_and_cover_every_position(tiny):
+    provider = make_provider(tiny, "2-1")
+    ctx, _ = make_context(tiny, provider)
+    mask = ctx.perturbable_mask
+    n = mask.sum(1)
+    count = torch.floor(0.15 * n.double() + 0.5).clamp_min(1)  # round-half-up(15% of n), at least one
+    draws = 800
+    hits = torch.zeros(mask.shape)
+    patterns = set()
+    for seed in range(draws):
+        torch.manual_seed(seed)
+        changed = provider.perturb(ctx).changed
+        assert changed.sum(1).tolist() == count.long().tolist()
+        hits += changed
+        patterns.add(tuple(changed.flatten().tolist()))
+    assert len(patterns) > 0.9 * draws, f"only {len(patterns)} different choices in {draws} seeds"
+    assert (hits[~mask] == 0).all()
+    # every perturbable position is drawn, each about count/n of the time (uniform choice)
+    expected = (count / n).unsqueeze(1).expand_as(hits)[mask] * draws
+    assert (hits[mask] > 0).all(), hits
+    assert ((hits[mask] - expected).abs() < 0.35 * expected).all(), (hits[mask], expected)
+
+
+# ---------------------------------------------------------------------------------- placeholders
+
+def test_placeholder_tokens_are_never_neighbours_nor_synonyms(tmp_path):
+    """[unused…] and madeupword… rows identical to "car"'s: the nearest by far, and still never chosen."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from noise_training.neighbors import never_neighbor_token_ids
+    from tiny_models import WORDS
+
+    placeholders = ["[unused0]", "[unused1]", "madeupword0000"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *placeholders, *sorted(set(WORDS) | set(".,"))]
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)})
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=64))
+    car = vocab.index("car")
+    placeholder_ids = [vocab.index(t) for t in placeholders]
+    with torch.no_grad():
+        for i in placeholder_ids:
+            encoder.embeddings.word_embeddings.weight[i] = encoder.embeddings.word_embeddings.weight[car]
+    encoder.save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    assert set(placeholder_ids) <= set(never_neighbor_token_ids(tokenizer=tokenizer))
+    model = build_model(model_name=str(tmp_path / "bert"), tasks={"anli": TASK}, tokenizer=tokenizer)
+    setup = {"model": model, "tokenizer": tokenizer, "cache": tmp_path / "cache"}
+    for name in ("1-1", "1-2"):
+        table = make_provider(setup, name).neighbors
+        assert not torch.isin(table, torch.tensor(placeholder_ids)).any(), name
+    weight = model.encoder.get_input_embeddings().weight.detach()
+    cosine = torch.nn.functional.cosine_similarity(weight, weight[car].unsqueeze(0), dim=-1)
+    cosine[[car, *placeholder_ids]] = -2
+    assert make_provider(setup, "1-1").neighbors[car, 0].item() == cosine.argmax().item()
+    table = make_provider(setup, "wordnet_1.0").table
+    assert not torch.isin(table.synonym_ids, torch.tensor(placeholder_ids)).any()
+    assert table.counts()[placeholder_ids].sum() == 0 and table.counts()[car] > 0
+
+
+def test_real_roberta_tokenizer_placeholders_are_never_neighbours():
+    path = REPO_ROOT.parent / "shared" / "tokenizers" / "roberta"
+    if not (path / "vocab.json").is_file():
+        pytest.skip(f"{path} holds no vocab.json: RoBERTa's real tokenizer is needed for this test")
+    from transformers import RobertaTokenizer
+
+    from noise_training.neighbors import never_neighbor_token_ids
+
+    tokenizer = RobertaTokenizer(vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"))
+    excluded = set(tokenizer.convert_ids_to_tokens(never_neighbor_token_ids(tokenizer=tokenizer)))
+    assert {"madeupword0000", "madeupword0001", "madeupword0002", "<s>", "</s>", "<pad>", "<unk>"} <= excluded
+    assert not excluded & {"Ġcar", "car", "made", "Ġmade"}

@@ -110,3 +110,45 @@ def test_roberta_wordnet_provider_replaces_car_and_red(roberta_tokenizer, tmp_pa
     changed = {tokens[i] for i in result.changed[0].nonzero().flatten().tolist()}
     assert {G + "car", G + "red"} <= changed, changed
     assert not changed & {",", ".", "'s", "<s>", "</s>"}
+
+
+def test_minilm_wordnet_provider_skips_words_in_pieces_whose_first_piece_has_synonyms(minilm_path, minilm_tokenizer,
+                                                                                      tmp_path):
+    """The provider itself, on the packaged MiniLM: "pan ##ini ##s", "big ##wig", "hard ##top", "sun ##room"
+    start with pieces that WordNet lists (pan, big, hard, sun); only whole words may change."""
+    from mt_dnn.model import build_model
+    from mt_dnn.task_def import load_task_defs
+    from noise_training.base import StepContext
+    from noise_training.registry import build_provider, resolve_options
+
+    task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
+    model = build_model(model_name=str(minilm_path), tasks={"anli": task}, tokenizer=minilm_tokenizer)
+    spec, options = resolve_options(name="wordnet_1.0", given={})
+    provider = build_provider(name=spec.name, options=options, model=model, tokenizer=minilm_tokenizer,
+                              cache_dir=tmp_path / "cache")
+    batch = minilm_tokenizer(["The paninis and the bigwig were delicious."],
+                             ["A hardtop in the sunroom, and a big car."], return_tensors="pt")
+    tokens = minilm_tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    starts = [i for i in range(len(tokens) - 1) if tokens[i + 1].startswith("##") and not tokens[i].startswith("##")]
+    assert [tokens[i] for i in starts] == ["pan", "big", "hard", "sun"], tokens
+    # the guard: without the whole-word rule these pieces would be replaced
+    listed = lambda i: bool(provider.table.synonyms_of(int(batch["input_ids"][0, i])))
+    assert all(listed(i) for i in starts)
+    whole_with_synonyms = [i for i, t in enumerate(tokens)
+                           if t in ("big", "car", "delicious") and i not in starts and listed(i)]
+    assert [tokens[i] for i in whole_with_synonyms] == ["delicious", "big", "car"]
+
+    special = torch.tensor(sorted(set(minilm_tokenizer.all_special_ids)))
+    perturbable = perturbable_token_mask(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                         special_ids=special)
+    with torch.no_grad():
+        embeddings = model.token_embeddings(batch["input_ids"])
+    ctx = StepContext(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      token_type_ids=batch["token_type_ids"], token_embeddings=embeddings, logits=None,
+                      perturbable_mask=perturbable, forward=None, adv_loss=None)
+    pieces = [i for i, t in enumerate(tokens) if t.startswith("##")]
+    for seed in range(5):
+        torch.manual_seed(seed)
+        changed = set(provider.perturb(ctx).changed[0].nonzero().flatten().tolist())
+        assert not changed & set(starts + pieces), [tokens[i] for i in sorted(changed)]
+        assert set(whole_with_synonyms) <= changed, [tokens[i] for i in sorted(changed)]
