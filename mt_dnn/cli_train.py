@@ -179,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     run.add_argument("--save_predictions", choices=("all", "none"), default="all",
                      help="write per-example predictions of every evaluated split each epoch")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also write every metrics.jsonl scalar to OUTPUT_DIR/tensorboard/ (needs tensorboard)")
+    run.add_argument("--no_export", action="store_true",
+                     help="at the end of a finished single-task run, do not write OUTPUT_DIR/hf_model/ "
+                          "(a Hugging Face model folder: python -m mt_dnn.export)")
     run.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
     registry.add_provider_arguments(parser)

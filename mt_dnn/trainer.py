@@ -33,10 +33,12 @@ from mt_dnn.checkpoint import CheckpointError, CheckpointManager, read_checkpoin
 from mt_dnn.distributed import any_rank, barrier, broadcast_object, gather_objects, shutdown
 from mt_dnn.epoch_eval import evaluate_epoch
 from mt_dnn.epoch_stats import EpochStats
+from mt_dnn.export import export_after_training
 from mt_dnn.optimizer import build_optimizer, no_forward_buffer_sync
 from mt_dnn.precision import autocast_factory, enable_fast_matmul, grad_scaler
 from mt_dnn.rng_state import capture_rng_state, restore_rng_state
-from mt_dnn.run_files import MetricsLog, atomic_write_json
+from mt_dnn.run_files import atomic_write_json
+from mt_dnn.tensorboard_log import metrics_log
 from mt_dnn.run_folder import finished_summary, start_run_folder
 from mt_dnn.run_setup import RunSetup, prepare_run
 from mt_dnn.run_summary import best_epoch, time_summary
@@ -85,7 +87,7 @@ class Trainer:
         self.special_ids = torch.tensor(sorted(set(setup.tokenizer.all_special_ids)), device=setup.device)
         self.pad_id = setup.tokenizer.pad_token_id if setup.tokenizer.pad_token_id is not None else 0
         self.checkpoints = CheckpointManager(setup.output_dir / "checkpoints", keep_last=config.keep_checkpoints)
-        self.metrics = MetricsLog(setup.output_dir / "metrics.jsonl")
+        self.metrics = metrics_log(setup.output_dir, tensorboard=getattr(config, "tensorboard", False))
         self.is_main = setup.dist.is_main
         # position
         self.epoch, self.next_batch, self.global_step = 0, 0, 0
@@ -382,7 +384,9 @@ def train(*, config) -> dict:
     try:
         trainer = Trainer(setup)  # its checks, too, come before anything is written
         start_run_folder(setup)
-        return trainer.run()
+        summary = trainer.run()
+        export_after_training(setup=setup, summary=summary)  # RUN/hf_model/ (unless --no_export)
+        return summary
     finally:
         if setup.lock is not None:
             setup.lock.release()

@@ -184,6 +184,8 @@ class PerturbationTrainer(Trainer):
             batch=batch, task=self._task, adv_alpha=self.adv_alpha, special_ids=self.special_ids.to(labels.device),
             normaliser=labels.shape[0] * accumulation, autocast=self.compute_loss_context_manager,
             backward=self.accelerator.backward,
+            # step 2 through the bare module, as our trainer does: DDP sees one forward per backward
+            adv_model=TaskModelView(bare),
         )
         self._stats.add(outcome, time.perf_counter() - started)
         return outcome.loss

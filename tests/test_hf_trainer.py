@@ -1,0 +1,158 @@
+"""PerturbationTrainer (noise_training.hf): one Trainer step equals our run_training_step, for every provider.
+
+The Hugging Face classifier is our tiny MultiTaskModel exported with mt_dnn.hf_mapping, so both
+hold the same weights; with dropout off and the same seed, the loss and every parameter's
+gradient must agree. The example script runs end to end on a few real SNLI pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate", reason="the hf extra (pip install -e .[hf]) is needed for transformers.Trainer")
+
+from conftest import REPO_ROOT  # noqa: E402
+from mt_dnn.hf_mapping import build_classifier, head_layout, name_map  # noqa: E402
+from mt_dnn.model import build_model  # noqa: E402
+from mt_dnn.task_def import load_task_defs  # noqa: E402
+from mt_dnn.training_step import run_training_step  # noqa: E402
+from noise_training.registry import build_provider, provider_names, resolve_options  # noqa: E402
+from tiny_models import SIGNAL_INIT, synthetic_sentences, tiny_bert, tiny_roberta  # noqa: E402
+
+
+def _without_dropout(folder):
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    path.write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta"])
+def pair(request, tmp_path_factory):
+    """(our model, the HF classifier with the same weights, tokenizer, task, a batch, cache folder)."""
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp(request.param)
+    make = tiny_bert if request.param == "bert" else tiny_roberta
+    folder = _without_dropout(make(root / "model", initializer_range=SIGNAL_INIT))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    task = dataclasses.replace(load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"], dropout_p=0.0)
+    ours = build_model(model_name=str(folder), tasks={"anli": task}, tokenizer=tokenizer)
+    hf = build_classifier(model=ours, task=task, tokenizer=tokenizer)
+    sentences = synthetic_sentences(12, seed=4)
+    encoded = tokenizer(sentences[:6], sentences[6:], padding=True, return_tensors="pt")
+    batch = {key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded}
+    batch["labels"] = torch.tensor([0, 1, 2, 0, 1, 2])
+    return {"ours": ours, "hf": hf, "tokenizer": tokenizer, "task": task, "batch": batch, "cache": root / "cache",
+            "root": root, "kind": request.param}
+
+
+def _trainer(pair, name, **kwargs):
+    from transformers import TrainingArguments
+
+    from noise_training.hf import PerturbationTrainer
+
+    args = TrainingArguments(output_dir=str(pair["root"] / "trainer"), report_to="none", use_cpu=True,
+                             per_device_train_batch_size=6, **kwargs)
+    return PerturbationTrainer(model=pair["hf"], args=args, processing_class=pair["tokenizer"], perturbation=name,
+                               cache_dir=pair["cache"])
+
+
+@pytest.mark.parametrize("name", provider_names())
+def test_one_trainer_step_equals_run_training_step(pair, name):
+    ours, hf, task, batch = pair["ours"], pair["hf"], pair["task"], pair["batch"]
+    names = name_map(model=ours, task_name="anli", hf_model=hf, layout=head_layout(hf))
+    trainer = _trainer(pair, name)  # before our step: Trainer's __init__ seeds the generators
+    _, options = resolve_options(name=name, given={})
+    provider = build_provider(name=name, options=options, model=ours, tokenizer=pair["tokenizer"],
+                              cache_dir=pair["cache"])
+    special_ids = torch.tensor(sorted(set(pair["tokenizer"].all_special_ids)))
+    ours.train()
+    ours.zero_grad(set_to_none=True)
+    torch.manual_seed(11)
+    outcome = run_training_step(model=ours, forward_model=ours, provider=provider, batch=dict(batch), task=task,
+                                adv_alpha=options.get("adv_alpha", 0.0), special_ids=special_ids,
+                                normaliser=len(batch["labels"]))
+
+    hf.zero_grad(set_to_none=True)
+    torch.manual_seed(11)
+    loss = trainer.training_step(trainer.model, dict(batch))
+
+    assert float(loss) == pytest.approx(float(outcome.loss), rel=1e-6, abs=1e-7)
+    # the perturbation did something (the tiny RoBERTa's 400 byte-level pieces hold no WordNet synonym pair)
+    if name != "none" and not (pair["kind"] == "roberta" and name.startswith("wordnet")):
+        assert outcome.stats["changed_share"] > 0 and outcome.adv_loss > 0
+    theirs = dict(hf.named_parameters())
+    compared = 0
+    for our_name, parameter in ours.named_parameters():
+        mine, other = parameter.grad, theirs[names[our_name]].grad
+        if mine is None:
+            assert other is None or not other.any(), our_name
+            continue
+        torch.testing.assert_close(other, mine, rtol=1e-5, atol=1e-7, msg=lambda m: f"{name} {our_name}: {m}")
+        compared += 1
+    assert compared == len(list(ours.parameters()))
+    logs = {"loss": float(loss)}
+    trainer.log(logs)
+    assert logs["task_loss"] == pytest.approx(outcome.task_loss, rel=1e-6)
+    assert logs["forward_passes_per_step"] == outcome.forwards
+    if name != "none":
+        assert logs["changed_share"] == pytest.approx(outcome.stats["changed_share"])
+        assert logs["noise_share"] == pytest.approx(outcome.stats["noise_share"])
+        assert logs["adv_loss"] == pytest.approx(outcome.adv_loss, rel=1e-6)
+
+
+def test_bad_provider_options_are_one_line_errors(pair):
+    from noise_training.errors import ProviderConfigError
+
+    with pytest.raises(ProviderConfigError, match="--noise_size"):
+        from transformers import TrainingArguments
+
+        from noise_training.hf import PerturbationTrainer
+
+        PerturbationTrainer(model=pair["hf"], args=TrainingArguments(output_dir=str(pair["root"] / "t"), report_to="none",
+                                                                     use_cpu=True),
+                            processing_class=pair["tokenizer"], perturbation="1-1",
+                            perturbation_options={"noise_size": 3.0}, cache_dir=pair["cache"])
+
+
+def test_noise_training_providers_never_import_mt_dnn():
+    """Only the Hugging Face integration module (noise_training.hf) sits on top of mt_dnn."""
+    code = ("import sys, noise_training.registry as r; r.provider_names(); "
+            "print(sorted(m for m in sys.modules if m == 'mt_dnn' or m.startswith('mt_dnn.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_example_script_runs_end_to_end(minilm_path, tmp_path):
+    """examples/hf_trainer_snli.py: the packaged MiniLM, real SNLI pairs, 1-1 through Trainer."""
+    data = REPO_ROOT / "experiments" / "data" / "snli_sample"
+    files = ["--train_file", "snli_train.jsonl"]
+    if not (data / "snli_train.jsonl").is_file():
+        if not os.environ.get("SNLI_DIR"):
+            pytest.skip("no SNLI: neither the shipped sample experiments/data/snli_sample nor $SNLI_DIR")
+        data, files = Path(os.environ["SNLI_DIR"]), ["--train_file", "snli_dev.jsonl"]
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "hf_trainer_snli.py"), "--data_dir", str(data), *files,
+         "--max_train_examples", "16", "--max_eval_examples", "16", "--batch_size", "8", "--logging_steps", "1",
+         "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                                                           "MT_DNN_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["perturbation"] == "1-1" and summary["options"]["noise_size"] == 0.5
+    assert summary["train_examples"] == 16 and summary["updates"] == 2 and 0 <= summary["test_accuracy"] <= 1
+    assert summary["seconds_per_update"] > 0
+    last = summary["last_log"]
+    assert last["forward_passes_per_step"] == 2 and 0.9 < last["changed_share"] <= 1 and last["noise_share"] > 0.1
