@@ -208,6 +208,24 @@ def test_every_provider_step_gradients_match_the_formula(tiny, name):
     model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_losses_of_half_precision_logits_are_computed_in_float32(dtype):
+    """Under autocast the logits come in half precision; the KL between near-equal predictions would drown in it."""
+    from mt_dnn.losses import cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3) * 3
+    adv = logits + 0.3 * torch.randn(4, 3)  # KL ~1e-2: far above float32 rounding of the log-probabilities
+    labels = torch.tensor([0, 1, 2, 0])
+    kl = symmetric_kl(logits.to(dtype), adv.to(dtype), reduction="sum")
+    ce = cross_entropy(logits.to(dtype), labels, reduction="sum")
+    assert kl.dtype == ce.dtype == torch.float32
+    p, q = logits.to(dtype).float().log_softmax(-1), adv.to(dtype).float().log_softmax(-1)
+    expected = (p.exp() * (p - q)).sum() + (q.exp() * (q - p)).sum()
+    assert kl.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert ce.item() == pytest.approx(-p[torch.arange(4), labels].sum().item(), rel=1e-6)
+
+
 def test_registry_names_aliases_and_option_ownership():
     expected = {"none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5"}
     assert expected <= set(provider_names())
