@@ -1,16 +1,23 @@
-"""Figure 2 of the paper: where SMART's perturbation and 1-1's noise put "she", "he" and "you".
+"""Figure 2 of the paper: where both SMARTs' perturbations and 1-1's noise put "she", "he" and "you".
 
 For every occurrence of the words in real sentences (ANLI dev/test hypotheses when the files
-are at hand, else a built-in list), it takes the token embedding as the model sees it (clean),
-with SMART's perturbation, and with 1-1's noise, computed by the project's own providers
-(``smart`` and ``1-1`` from noise_training, through a StepContext exactly as in training),
-then the encoder's hidden states after layer 2 for the three inputs. Each panel is a PCA
-(numpy SVD) of its points; colours are words, markers are variants. The paper's point: SMART's
-perturbation is tiny, and after layer 2 it is invisible while 1-1's noise is not.
+are at hand, else a built-in list), the project's own providers, through a StepContext exactly
+as in training (experiments.figure2_points), perturb the batch. Three panels, each in one space:
 
-It prints, per panel, the mean distance clean↔SMART and clean↔1-1 divided by the spread of the
-clean points (root mean squared distance to their centroid), measured in the full space, not
-the 2-D projection, and writes them beside the PNG as JSON.
+1. token embeddings: clean, + the corrected ``smart``'s δ, + 1-1's noise;
+2. the embedding block's output (token + position + segment embeddings, LayerNorm): clean, and
+   ``smart_mtdnn`` (SMART as MT-DNN's code runs it, what the paper ran), whose points are that
+   output + its noise, since that is where MT-DNN adds it;
+3. hidden states after encoder layer 2: all four, each as training computes its step 2.
+
+Each panel is a PCA (numpy SVD) of its points; colours are words, markers are variants. The
+paper's point: SMART's perturbation is tiny, and after layer 2 it is invisible while 1-1's
+noise is not. The title gives each perturbation's size against the vector it is added to, and
+for ``smart_mtdnn`` both its applied size and the size MT-DNN's own code logs.
+
+It prints, per panel, the mean distance clean↔variant divided by the spread of the clean points
+(root mean squared distance to their centroid), measured in the full space, not the 2-D
+projection, and writes them beside the PNG as JSON.
 
 The encoder: a pretrained model (default bert-base-uncased; ``packaged-minilm`` works offline),
 whose classification head is then a seeded random one (SMART's gradient needs some head; the
@@ -23,21 +30,22 @@ training run folder (its best checkpoint, trained head included).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from experiments import figure2_points as points_of
+from experiments.figure2_points import CLEAN, CORRECTED, MTDNN, ONE_ONE, SPACE_OF, VARIANTS
 from experiments.figure2_sentences import find_sentences, locate
 
 WORDS = ("she", "he", "you")
-VARIANTS = ("clean", "SMART", "1-1")
 DPI = 100
-FIGURE_SIZE_IN = (12.0, 5.0)  # two panels; fixed size (no tight bbox), so the PNG is 1200 × 500
+FIGURE_SIZE_IN = (18.0, 5.5)  # three panels; fixed size (no tight bbox), so the PNG is 1800 × 550
 TASK = "anli"
 
 
@@ -85,38 +93,10 @@ def load_encoder(*, model: str, seed: int):
 
 def perturbed_inputs(*, network, tokenizer, batch: dict, smart_step_size: float | None, noise_size: float | None,
                      cache_dir: Path) -> dict[str, torch.Tensor]:
-    """Token embeddings of the batch: clean, + SMART's perturbation, + 1-1's noise (the real providers)."""
-    from mt_dnn.losses import ADV_LOSSES
-    from noise_training.base import StepContext, perturbable_token_mask
-    from noise_training.registry import build_provider, resolve_options
-
-    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-    token_type_ids = batch.get("token_type_ids")
-    adv_loss = ADV_LOSSES["symmetric_kl"]
-
-    def forward(*, inputs_embeds, forward_context=contextlib.nullcontext):
-        with forward_context():
-            return network(task=TASK, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids)
-
-    token_embeddings = network.token_embeddings(input_ids)
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
-    ctx = StepContext(
-        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-        token_embeddings=token_embeddings, logits=forward(inputs_embeds=token_embeddings),
-        perturbable_mask=perturbable_token_mask(input_ids=input_ids, attention_mask=attention_mask,
-                                                special_ids=special_ids),
-        forward=forward, adv_loss=lambda clean, adv: adv_loss(clean, adv),
-    )
-    out = {"clean": token_embeddings.detach()}
-    for variant, name, given in (("SMART", "smart", {"adv_step_size": smart_step_size}),
-                                 ("1-1", "1-1", {"noise_size": noise_size})):
-        _, options = resolve_options(name=name, given=given)
-        provider = build_provider(name=name, options=options, model=network, tokenizer=tokenizer,
-                                  cache_dir=cache_dir)
-        perturbation = provider.perturb(ctx)
-        out[variant] = perturbation.embeddings.detach()
-    return out
+    """Token embeddings of the batch: "clean", "SMART" (the corrected ``smart``) and "1-1"."""
+    return points_of.perturbed_inputs(network=network, tokenizer=tokenizer, batch=batch,
+                                      smart_step_size=smart_step_size, noise_size=noise_size,
+                                      cache_dir=cache_dir, task=TASK)
 
 
 def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,10 +110,10 @@ def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def distances(points: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean clean↔variant distance, the clean points' spread, and their ratios (full dimension)."""
-    clean = points["clean"]
+    clean = points[CLEAN]
     spread = float(np.sqrt(((clean - clean.mean(axis=0)) ** 2).sum(axis=1).mean()))
     result = {"clean_spread": spread}
-    for variant in VARIANTS[1:]:
+    for variant in [v for v in points if v != CLEAN]:
         mean_distance = float(np.linalg.norm(points[variant] - clean, axis=1).mean())
         result[f"clean_to_{variant}"] = mean_distance
         result[f"clean_to_{variant}_relative"] = mean_distance / spread if spread > 0 else float("inf")
@@ -149,29 +129,31 @@ def draw(*, panels: list[tuple[str, dict[str, np.ndarray], dict]], words: list[s
     order = list(dict.fromkeys(words))  # first-seen order
     palette = [f"C{i % 10}" for i in range(len(order))]
     colours = dict(zip(order, palette))
-    style = {"clean": dict(marker="o", s=90, facecolors="none", linewidths=1.5),
-             "SMART": dict(marker="x", s=40, linewidths=1.2),
-             "1-1": dict(marker="^", s=40, alpha=0.8)}
+    style = {CLEAN: dict(marker="o", s=90, facecolors="none", linewidths=1.5),
+             CORRECTED: dict(marker="x", s=40, linewidths=1.2),
+             MTDNN: dict(marker="+", s=60, linewidths=1.2),
+             ONE_ONE: dict(marker="^", s=40, alpha=0.8)}
     word_array = np.array(words)
     for axes, (name, points, stats) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
-        stacked = np.concatenate([points[v] for v in VARIANTS])
+        shown = [v for v in VARIANTS if v in points]
+        stacked = np.concatenate([points[v] for v in shown])
         projected, share = pca_2d(stacked)
         n = len(words)
-        for index, variant in enumerate(VARIANTS):
+        for index, variant in enumerate(shown):
             block = projected[index * n:(index + 1) * n]
             for word in colours:
                 chosen = block[word_array == word]
                 if not len(chosen):
                     continue
                 kwargs = dict(style[variant])
-                key = "edgecolors" if variant == "clean" else "c"
+                key = "edgecolors" if variant == CLEAN else "c"
                 kwargs[key] = colours[word]
                 axes.scatter(chosen[:, 0], chosen[:, 1], label=f'"{word}" {variant}', **kwargs)
-        axes.set_title(f"{name}\nclean↔SMART {stats['clean_to_SMART_relative']:.2g}×spread, "
-                       f"clean↔1-1 {stats['clean_to_1-1_relative']:.2g}×spread", fontsize=10)
+        moves = ", ".join(f"{v} {stats[f'clean_to_{v}_relative']:.2g}" for v in shown[1:])
+        axes.set_title(f"{name}\n" + textwrap.fill(f"clean↔variant ÷ clean spread: {moves}", width=70), fontsize=9)
         axes.set_xlabel(f"PC1 ({100 * share[0]:.0f}% of variance)")
         axes.set_ylabel(f"PC2 ({100 * share[1]:.0f}% of variance)")
-        axes.legend(fontsize=7, ncol=3, loc="best")
+        axes.legend(fontsize=6, ncol=2, loc="best")
     figure.suptitle(title, fontsize=11)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
@@ -205,35 +187,37 @@ def make_figure2(*, model: str, data_dir: Path | None, out: Path, words: tuple[s
     if missing:
         raise SystemExit(f"figure2: error: --words: no single-token occurrence of {', '.join(missing)} with this "
                          "tokenizer; choose words the vocabulary holds whole")
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
     inputs = perturbed_inputs(network=network, tokenizer=tokenizer, batch=batch, smart_step_size=smart_step_size,
-                              noise_size=noise_size, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+                              noise_size=noise_size, cache_dir=cache)
+    mtdnn = points_of.mtdnn_input(network=network, tokenizer=tokenizer, batch=batch, smart_step_size=smart_step_size,
+                                  cache_dir=cache, task=TASK)
     rows = torch.tensor([o.sentence for o in occurrences])
     cols = torch.tensor([o.position for o in occurrences])
-    embedding_points, layer_points = {}, {}
-    with torch.no_grad():
-        for variant in VARIANTS:
-            embedding_points[variant] = inputs[variant][rows, cols].float().numpy()
-            hidden = network.encode(inputs_embeds=inputs[variant], attention_mask=batch["attention_mask"],
-                                    token_type_ids=batch.get("token_type_ids"), output_hidden_states=True)
-            layer_points[variant] = hidden.hidden_states[layer][rows, cols].float().numpy()
-    clean_norm = np.linalg.norm(embedding_points["clean"], axis=1)
-    panels = [("token embeddings (what the methods perturb)", embedding_points),
-              (f"hidden states after encoder layer {layer}", layer_points)]
+    panels, extra = points_of.panels(network=network, batch=batch, rows=rows, cols=cols, inputs=inputs, mtdnn=mtdnn,
+                                     layer=layer)
+    shares = points_of.shares_percent(panels)
     measured = {"model": described, "sentences": len(sentences), "layer": layer,
                 "occurrences": {w: sum(o.word == w for o in occurrences) for w in words},
-                "perturbation_share_percent": {
-                    v: float(100 * (np.linalg.norm(embedding_points[v] - embedding_points["clean"], axis=1)
-                                    / clean_norm).mean()) for v in VARIANTS[1:]},
+                # each against the vector it is added to (perturbation_space)
+                "perturbation_share_percent": shares, "perturbation_space": dict(SPACE_OF),
+                # what MT-DNN's own code logs as its perturbation's size (the whole batch, all positions)
+                "mtdnn_logged_share_percent": 100 * mtdnn.logged_share,
                 "panels": {}}
     drawn = []
-    for name, points in panels:
-        stats = distances(points)
-        measured["panels"][name] = stats
-        drawn.append((name, points, stats))
+    for panel in panels:
+        stats = distances(panel.points)
+        measured["panels"][panel.name] = stats
+        drawn.append((panel.name, panel.points, stats))
+    layer_stats = measured["panels"][panels[-1].name]
+    # smart_mtdnn's step 2 also re-applies the embedding block: how far that alone moves the points
+    layer_stats["clean_to_MT-DNN re-embedding alone"] = float(
+        np.linalg.norm(extra["reembedded"] - panels[-1].points[CLEAN], axis=1).mean())
     word_list = [o.word for o in occurrences]
-    title = (f"Figure 2: {', '.join(words)} in {len(sentences)} sentences; {described}\nSMART perturbation = "
-             f"{measured['perturbation_share_percent']['SMART']:.2g}% of the embedding norm, 1-1 noise = "
-             f"{measured['perturbation_share_percent']['1-1']:.2g}%")
+    title = (f"Figure 2: {', '.join(words)} in {len(sentences)} sentences; {described}\n"
+             f"{CORRECTED} δ = {shares[CORRECTED]:.2g}% of the token embedding, 1-1 noise = {shares[ONE_ONE]:.2g}% of it; "
+             f"{MTDNN} noise = {shares[MTDNN]:.2g}% of the embedding output applied, "
+             f"{measured['mtdnn_logged_share_percent']:.2g}% as MT-DNN's code logs it")
     measured["png"] = str(draw(panels=drawn, words=word_list, title=title, out=out))
     json_path = out.with_suffix(".json")
     tmp = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
@@ -248,14 +232,20 @@ def make_figure2(*, model: str, data_dir: Path | None, out: Path, words: tuple[s
 
 def report(measured: dict) -> str:
     lines = [f"Figure 2 ({measured['model']}): occurrences {measured['occurrences']}",
-             "perturbation / token embedding (L2, %): " + ", ".join(
-                 f"{k} {v:.3g}" for k, v in measured["perturbation_share_percent"].items()),
+             "perturbation / the vector it is added to (L2, %): " + ", ".join(
+                 f"{k} {v:.3g} (of the {measured['perturbation_space'][k]})"
+                 for k, v in measured["perturbation_share_percent"].items())
+             + f"; {MTDNN} as MT-DNN's code logs it: {measured['mtdnn_logged_share_percent']:.3g}",
              "",
-             "| panel | clean spread | clean↔SMART | ÷ spread | clean↔1-1 | ÷ spread |",
-             "|---|---|---|---|---|---|"]
+             "| panel | clean spread | " + " | ".join(f"clean↔{v} | ÷ spread" for v in VARIANTS[1:]) + " |",
+             "|---|---|" + "---|---|" * (len(VARIANTS) - 1)]
     for name, s in measured["panels"].items():
-        lines.append(f"| {name} | {s['clean_spread']:.4g} | {s['clean_to_SMART']:.3g} | "
-                     f"{s['clean_to_SMART_relative']:.3g} | {s['clean_to_1-1']:.3g} | {s['clean_to_1-1_relative']:.3g} |")
+        cells = [f"{s[f'clean_to_{v}']:.3g} | {s[f'clean_to_{v}_relative']:.3g}" if f"clean_to_{v}" in s else "— | —"
+                 for v in VARIANTS[1:]]
+        lines.append(f"| {name} | {s['clean_spread']:.4g} | " + " | ".join(cells) + " |")
+    layer_stats = list(measured["panels"].values())[-1]
+    lines.append(f"({MTDNN}'s step 2 also re-applies the embedding block; that alone moves the layer-"
+                 f"{measured['layer']} points by {layer_stats['clean_to_MT-DNN re-embedding alone']:.3g})")
     lines += ["", f"wrote {measured['png']} and {measured['json']}"]
     return "\n".join(lines)
 
@@ -273,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per_word", type=int, default=20, help="sentences per word (default 20)")
     parser.add_argument("--layer", type=int, default=2, help="encoder layer of the second panel (default 2)")
     parser.add_argument("--adv_step_size", type=float, default=None,
-                        help="SMART's step η (default: the smart provider's default)")
+                        help="both SMARTs' step η (default: the providers' default, 1e-5)")
     parser.add_argument("--noise_size", type=float, default=None, help="1-1's noise_size (default: the provider's, 0.5)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cache_dir", default=None, help="neighbour-table cache (default: train.py's)")

@@ -1,8 +1,12 @@
 """Draw the paper's result figures from run folders, with the spread over seeds.
 
-- figure3.png: accuracy against SMART's perturbation size (x = measured noise share, %, log
-  scale; one panel per model with `smart@...` sweep runs), and against 1-1's noise_size
-  (`1-1@noise_size=...` sweep runs), as in the paper's Figure 3.
+- figure3.png: accuracy against SMART's perturbation size (x = a measured size, %, log scale;
+  one panel per SMART variant and model with sweep runs), and against 1-1's noise_size
+  (`1-1@noise_size=...` sweep runs), as in the paper's Figure 3. For `smart_mtdnn@...` (what
+  the paper swept) x is the size MT-DNN's own code logs, the figure the paper most plausibly
+  plotted (its default-step value is the one near the paper's ≈0.003%; the noise it adds is
+  ≈ the embedding's own size at every step); for the corrected `smart@...`, ‖δ‖₂ / ‖token
+  embedding‖₂.
 - tables23_test_all.png: test accuracy (All) per method, mean with a std-over-seeds error bar,
   one panel per model, the paper's Tables 2/3 values as markers.
 
@@ -49,36 +53,60 @@ class SweepPoint:
     test_mean: float
     test_std: float | None
     label: str  # the swept setting, written beside the point
+    # SMART points: both measured sizes (percent), whichever x is.
+    applied_percent: float | None = None
+    logged_percent: float | None = None
 
 
-def _point(summary: Summary, model: str, method: str, x: float, *, option: str) -> SweepPoint:
+# SMART variant -> (which measured size is x, the axis label, its panel title).
+SMART_SWEEP_X: dict[str, tuple[str, str, str]] = {
+    paper_values.PAPER_SMART: ("mtdnn_logged", "MT-DNN-logged size: mean|η·g/(max|noise+η·g|+ε)| / mean|embedding output| (%)",
+                               "+SMART (MT-DNN's code, the paper's)"),
+    paper_values.CORRECTED_SMART: ("applied", "‖δ‖₂ / ‖token embedding‖₂ (%)", "+SMART (corrected)"),
+}
+
+
+def _point(summary: Summary, model: str, method: str, x: float, *, option: str, **sizes) -> SweepPoint:
     dev = summary.cells[(model, method, "dev", "All")]
     test = summary.cells[(model, method, "test", "All")]
     value = summary.options.get((model, method), {}).get(option)
     label = f"{option}={value:g}" if isinstance(value, (int, float)) else method
-    return SweepPoint(method, x, test.n, dev.mean, dev.std, test.mean, test.std, f"{label} (n={test.n})")
+    return SweepPoint(method, x, test.n, dev.mean, dev.std, test.mean, test.std, f"{label} (n={test.n})", **sizes)
 
 
 def _has_sweep(summary: Summary, model: str, base: str) -> bool:
     return any(parse_method(method=m)[0] == base and "@" in m for m in summary.methods.get(model, ()))
 
 
-def smart_sweep_points(*, summary: Summary) -> dict[str, list[SweepPoint]]:
-    """model -> SMART runs (plain and `smart@...`), x = measured noise share in percent."""
-    noise = {(r.model, r.method): r.noise_share_percent for r in summary.perturbation_rows}
+def smart_sweep_points(*, summary: Summary, variant: str = paper_values.PAPER_SMART) -> dict[str, list[SweepPoint]]:
+    """model -> runs of one SMART variant (plain and `<variant>@...`), x = its measured size (SMART_SWEEP_X)."""
+    if variant not in SMART_SWEEP_X:
+        raise ValueError(f"SMART variant {variant!r}: expected one of {', '.join(SMART_SWEEP_X)}")
+    measure = SMART_SWEEP_X[variant][0]
+    rows = {(r.model, r.method): r for r in summary.perturbation_rows}
     points: dict[str, list[SweepPoint]] = {}
     for model in summary.models:
-        if not _has_sweep(summary, model, "smart"):
+        if not _has_sweep(summary, model, variant):
             continue
         for method in summary.methods[model]:
-            if parse_method(method=method)[0] != "smart":
+            if parse_method(method=method)[0] != variant:
                 continue
-            x = noise.get((model, method))
+            row = rows.get((model, method))
+            applied = row.noise_share_percent if row else None
+            logged = row.mtdnn_logged_share_percent if row else None
+            x = logged if measure == "mtdnn_logged" else applied
             if x is None or x <= 0:
-                LOG.info("figure 3: %s %s has no positive measured noise_share; left out", model, method)
+                LOG.info("figure 3: %s %s has no positive measured %s size; left out", model, method, measure)
                 continue
-            points.setdefault(model, []).append(_point(summary, model, method, x, option="adv_step_size"))
+            points.setdefault(model, []).append(_point(summary, model, method, x, option="adv_step_size",
+                                                       applied_percent=applied, logged_percent=logged))
     return {model: sorted(found, key=lambda p: p.x) for model, found in points.items()}
+
+
+def smart_sweeps(*, summary: Summary) -> list[tuple[str, str, list[SweepPoint]]]:
+    """(variant, model, points) for every SMART variant and model with sweep runs, the paper's first."""
+    return [(variant, model, points) for variant in SMART_SWEEP_X
+            for model, points in smart_sweep_points(summary=summary, variant=variant).items()]
 
 
 def noise_size_sweep_points(*, summary: Summary) -> dict[str, list[SweepPoint]]:
@@ -129,25 +157,27 @@ def _draw_sweep(axes, points: list[SweepPoint], *, label_prefix: str = "", annot
 
 
 def plot_figure3(*, summary: Summary, out_dir: Path | str) -> list[Path]:
-    """Figure 3 as one PNG: SMART panels (one per model) then the 1-1 noise_size panel."""
-    smart = smart_sweep_points(summary=summary)
+    """Figure 3 as one PNG: SMART panels (one per variant and model) then the 1-1 noise_size panel."""
+    smart = smart_sweeps(summary=summary)
     noise_size = noise_size_sweep_points(summary=summary)
     if not smart and not noise_size:
-        LOG.info("skipping %s: no smart@... or 1-1@... sweep runs", FIGURE3_NAME)
+        LOG.info("skipping %s: no smart_mtdnn@..., smart@... or 1-1@... sweep runs", FIGURE3_NAME)
         return []
     panels = len(smart) + (1 if noise_size else 0)
     figure = Figure(figsize=(panels * PANEL_WIDTH_IN, FIGURE_HEIGHT_IN), dpi=DPI, layout="constrained")
     all_axes = figure.subplots(1, panels, squeeze=False)[0]
-    for axes, (model, points) in zip(all_axes, smart.items()):
+    for axes, (variant, model, points) in zip(all_axes, smart):
+        _, x_label, title = SMART_SWEEP_X[variant]
         _draw_sweep(axes, points, annotate=True)
         axes.set_xscale("log")
         axes.margins(x=0.25)  # room for the setting written beside the outermost points
-        paper_noise = paper_values.NOISE_SHARE_PERCENT["smart"]
-        axes.axvline(paper_noise, color="grey", linestyle=":", label=f"paper SMART ≈ {paper_noise}%")
-        axes.set_xlabel("perturbation L2 / token embedding L2 (%)")
+        paper_noise = paper_values.NOISE_SHARE_PERCENT.get(variant)
+        if paper_noise is not None:  # only the SMART the paper ran has the paper's figure
+            axes.axvline(paper_noise, color="grey", linestyle=":", label=f"paper SMART ≈ {paper_noise}%")
+        axes.set_xlabel(x_label, fontsize=8)
         axes.set_ylabel("accuracy, All (%)")
-        axes.set_title(f"SMART perturbation size, {_model_title(model)}")
-        axes.legend()
+        axes.set_title(f"{title}, {_model_title(model)}", fontsize=10)
+        axes.legend(fontsize=8)
     if noise_size:
         axes = all_axes[-1]
         several = len(noise_size) > 1

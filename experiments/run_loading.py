@@ -51,6 +51,8 @@ class Run:
     # Means over the train_epoch records, fractions; None when the run perturbs nothing.
     changed_share: float | None = None
     noise_share: float | None = None
+    # smart_mtdnn only: the size MT-DNN's own code logs for its perturbation (a fraction).
+    mtdnn_logged_share: float | None = None
     summary_best_epoch: int | None = None
 
 
@@ -258,6 +260,7 @@ def _load_run(run_dir: Path, runs_dir: Path, *, task: str) -> Run:
             "backward_passes_per_update", mean_or_none([r.get("backward_passes_per_update") for r in train_epochs])),
         changed_share=mean_or_none([p.get("changed_share") for p in perturbations]),
         noise_share=mean_or_none([p.get("noise_share") for p in perturbations]),
+        mtdnn_logged_share=mean_or_none([p.get("mtdnn_logged_share") for p in perturbations]),
         summary_best_epoch=summary.get("best_epoch"),
     )
 

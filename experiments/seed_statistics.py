@@ -2,7 +2,8 @@
 
 One job: from the Run records of experiments.run_loading, group the usable runs by (model,
 method), compute mean and sample standard deviation over seeds, test each method against
-plain fine-tuning and SMART (paired t-test on common seeds, else Welch's), and build the
+plain fine-tuning and both SMARTs, MT-DNN's (``smart_mtdnn``, the paper's +SMART) and the
+corrected ``smart`` (paired t-test on common seeds, else Welch's), and build the
 training-time and perturbation-size rows, listing every run or seed that is missing. The
 result is one :class:`Summary`; experiments.table_rendering and experiments.table_csv print it.
 """
@@ -21,8 +22,9 @@ from scipy import stats
 from experiments import paper_values
 from experiments.run_loading import Run, mean_or_none, parse_method
 
-# The methods every other method is compared against: plain fine-tuning and SMART.
-REFERENCES = ("none", "smart")
+# The methods every other method is compared against: plain fine-tuning, SMART as the paper
+# ran it (MT-DNN's code) and the corrected SMART.
+REFERENCES = ("none", paper_values.PAPER_SMART, paper_values.CORRECTED_SMART)
 
 @dataclass(frozen=True)
 class CellStats:
@@ -77,7 +79,8 @@ class TimeRow:
     forward_passes_per_update: float | None
     backward_passes_per_update: float | None
     ratio_to_none: float | None
-    ratio_to_smart: float | None
+    ratio_to_smart_mtdnn: float | None  # to SMART as the paper ran it
+    ratio_to_smart: float | None  # to the corrected SMART
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class PerturbationRow:
     paper_changed_percent: float | None
     paper_changed_kind: str | None  # "measured" or "by design"
     paper_noise_percent: float | None
+    # What the noise share is measured against: "token embedding" or "embedding output".
+    space: str = "token embedding"
+    # smart_mtdnn only: the size MT-DNN's own code logs (percent).
+    mtdnn_logged_share_percent: float | None = None
+    # Which of the two measured sizes the paper's figure sits beside: "applied" or "mtdnn_logged".
+    paper_noise_measure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,18 +253,32 @@ def _time_rows(reported: list[Run], *, models: tuple, methods: dict) -> list[Tim
                 if not group:
                     continue
                 spu = seconds(model, method, device)
-                ratios = []
+                ratios = {}
                 for reference in REFERENCES:
                     ref = seconds(model, reference, device)
-                    ratios.append(spu / ref if spu is not None and ref else None)
+                    ratios[reference] = spu / ref if spu is not None and ref else None
                 rows.append(TimeRow(
                     model, method, device, len(group), spu,
                     mean_or_none([r.wall_time_s for r in group]),
                     mean_or_none([r.forward_passes_per_update for r in group]),
                     mean_or_none([r.backward_passes_per_update for r in group]),
-                    ratios[0], ratios[1],
+                    ratios.get("none"), ratios.get(paper_values.PAPER_SMART),
+                    ratios.get(paper_values.CORRECTED_SMART),
                 ))
     return rows
+
+
+def perturbation_space(*, method: str, options: dict) -> str:
+    """What a method's noise share is measured against: its perturbation's own input space."""
+    base, _ = parse_method(method=method)
+    if base == paper_values.PAPER_SMART or (base == paper_values.CORRECTED_SMART
+                                            and options.get("smart_at") == "embedding_output"):
+        return "embedding output"
+    return "token embedding"
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
 
 
 def _perturbation_rows(groups: dict, *, models: tuple, methods: dict) -> list[PerturbationRow]:
@@ -274,9 +297,10 @@ def _perturbation_rows(groups: dict, *, models: tuple, methods: dict) -> list[Pe
             elif method in paper_values.DESIGN_CHANGED_SHARE_PERCENT:
                 paper_changed, kind = paper_values.DESIGN_CHANGED_SHARE_PERCENT[method], "by design"
             rows.append(PerturbationRow(
-                model, method, len(group),
-                None if changed is None else 100.0 * changed,
-                None if noise is None else 100.0 * noise,
+                model, method, len(group), _percent(changed), _percent(noise),
                 paper_changed, kind, paper_values.NOISE_SHARE_PERCENT.get(method),
+                space=perturbation_space(method=method, options=group[0].options),
+                mtdnn_logged_share_percent=_percent(mean_or_none([r.mtdnn_logged_share for r in group])),
+                paper_noise_measure=paper_values.NOISE_SHARE_MEASURE.get(method),
             ))
     return rows

@@ -1,6 +1,8 @@
 """Table 2 of the paper: fine-tuning, SMART and the similar-word methods 1-1, 1-2, 2-1, 2-2, 2-3.
 
-Trains the grid (each method × BERT-base uncased and RoBERTa-large × 6 seeds; finished runs are
+Two SMART rows: "+SMART" is ``smart_mtdnn`` (SMART as MT-DNN's code runs it, what the paper ran;
+the paper's +SMART values are printed beside it) and "+SMART (corrected)" is ``smart`` (the
+algorithm as the SMART paper writes it; no paper value). Trains the grid (each method × BERT-base uncased and RoBERTa-large × 6 seeds; finished runs are
 skipped, interrupted ones resumed), then prints dev/test accuracy "All" (pooled over A1-A3)
 as mean ± std over seeds beside the paper's value, with the significance, training-time and
 perturbation-size tables of experiments.summarize. Written to RUNS/tables/table2.md; the
@@ -21,9 +23,10 @@ from pathlib import Path
 from experiments import grid, paper_values
 from experiments.summarize import Summary, method_label, render_markdown, summarize
 
-METHODS = ("none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3")
+# smart_mtdnn is the paper's +SMART; smart, the corrected algorithm, is a row of ours beside it.
+METHODS = ("none", "smart_mtdnn", "smart", "1-1", "1-2", "2-1", "2-2", "2-3")
 # Every method of Tables 2 and 3 (Table 4 breaks these down per round).
-TABLE23_METHODS = ("none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5")
+TABLE23_METHODS = METHODS + ("wordnet_1.0", "1-1_1.0", "wordnet_0.5")
 
 
 def _cell_text(summary: Summary, model: str, method: str, role: str) -> str:
@@ -45,6 +48,7 @@ def render_all_table(*, summary: Summary, title: str, methods: tuple[str, ...], 
     lines = [f"# {title}", "",
              "Accuracy (%), pooled over A1+A2+A3; mean ± sample std over seeds, the paper's value (mean of "
              f"{paper_values.SEEDS_PER_CELL} seeds) in parentheses; each run at its best pooled-dev epoch.", "",
+             paper_values.SMART_LEGEND, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
         row = [method_label(method=method)]
@@ -86,7 +90,7 @@ def run_table(*, argv: list[str] | None, prog: str, description: str, default_me
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(default_methods),
                         help="comma-separated method folders: a --perturbation name, optionally @option=value "
-                             f"(e.g. smart@adv_step_size=1e-3); default {','.join(default_methods)}")
+                             f"(e.g. smart_mtdnn@adv_step_size=1e-3); default {','.join(default_methods)}")
     grid.add_grid_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -1,7 +1,8 @@
 """Table 4 of the paper (appendix C): accuracy per ANLI round (A1, A2, A3) and All, dev and test.
 
 The same runs as Tables 2 and 3 (every method of both): run after them, it finds every run
-finished and only prints; run first, it trains the union grid. The per-round tables come from
+finished and only prints; run first, it trains the union grid. "+SMART" is ``smart_mtdnn``
+(MT-DNN's code, the paper's values beside it), "+SMART (corrected)" is ``smart`` (no paper value). The per-round tables come from
 experiments.summarize (mean ± std over seeds, the paper's value in parentheses), followed by
 its significance, training-time and perturbation-size tables. Same flags as experiments.table2.
 

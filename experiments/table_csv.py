@@ -56,15 +56,17 @@ def write_csv(*, summary: Summary, out_dir: Path | str) -> list[Path]:
     )
     tables["time.csv"] = (
         ["model", "device_name", "method", "n", "seconds_per_update", "wall_time_s", "forward_passes_per_update",
-         "backward_passes_per_update", "ratio_to_none", "ratio_to_smart"],
+         "backward_passes_per_update", "ratio_to_none", "ratio_to_smart_mtdnn", "ratio_to_smart"],
         [[r.model, r.device_name, r.method, r.n, r.seconds_per_update, r.wall_time_s, r.forward_passes_per_update,
-          r.backward_passes_per_update, r.ratio_to_none, r.ratio_to_smart] for r in summary.time_rows],
+          r.backward_passes_per_update, r.ratio_to_none, r.ratio_to_smart_mtdnn, r.ratio_to_smart]
+         for r in summary.time_rows],
     )
     tables["perturbation.csv"] = (
         ["model", "method", "n", "changed_share_percent", "paper_changed_percent", "paper_changed_kind",
-         "noise_share_percent", "paper_noise_percent"],
+         "space", "noise_share_percent", "mtdnn_logged_share_percent", "paper_noise_percent", "paper_noise_measure"],
         [[r.model, r.method, r.n, r.changed_share_percent, r.paper_changed_percent, r.paper_changed_kind,
-          r.noise_share_percent, r.paper_noise_percent] for r in summary.perturbation_rows],
+          r.space, r.noise_share_percent, r.mtdnn_logged_share_percent, r.paper_noise_percent, r.paper_noise_measure]
+         for r in summary.perturbation_rows],
     )
     tables["missing.csv"] = (
         ["model", "method", "seed", "path", "reason"],

@@ -113,11 +113,14 @@ def test_rerunning_a_finished_grid_trains_nothing(cpu_grid):
     before = _snapshot(run_folders)
     status, out, err = _call(table2.main, _common(cpu_grid))
     assert status == 0, err
-    assert "0 started" in out and "7 already finished" in out
+    assert "0 started" in out and "8 already finished" in out
     assert _snapshot(run_folders) == before  # no file written, none touched
-    # Table 2's layout: one row per method with dev and test All
-    row = next(line for line in out.splitlines() if line.startswith("| +SMART |"))
-    assert row.count("±") == 2 and "(" not in row  # MiniLM has no paper value beside it
+    # Table 2's layout: one row per method with dev and test All; both SMARTs, MT-DNN's first
+    labels = [line.split(" | ")[0] for line in out.splitlines() if line.startswith(("| +", "| fine-tuning"))]
+    assert labels[:3] == ["| fine-tuning", "| +SMART", "| +SMART (corrected)"]
+    for label in ("+SMART", "+SMART (corrected)"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
+        assert row.count("±") == 2 and "(" not in row.split(" | ", 1)[1]  # MiniLM has no paper value beside it
     assert (runs / "tables" / "table2.md").read_text().startswith("> NOTE")
 
     # The same grid asked with other settings refuses to reuse (or silently mix) the finished runs.
@@ -134,7 +137,7 @@ def test_figure3_resumes_an_interrupted_sweep_run_and_draws(cpu_grid):
     # First pass stops the new SMART run after one of its two updates, as an interruption would.
     status, out, err = _call(figure3.main, common + ["--train_args", "--stop_at_step 1"])
     assert status == 0, out[-2000:] + err[-2000:]
-    stopped = runs / "packaged-minilm" / "smart@adv_step_size=1e-3" / "seed1"
+    stopped = runs / "packaged-minilm" / "smart_mtdnn@adv_step_size=1e-3" / "seed1"  # the paper's SMART is swept
     assert "2 already finished (skipped), 1 started" in out and "1 stopped early" in out
     assert not (stopped / "run_summary.json").exists() and list((stopped / "checkpoints").glob("step-*.pt"))
 
@@ -146,15 +149,24 @@ def test_figure3_resumes_an_interrupted_sweep_run_and_draws(cpu_grid):
     assert "--resume" not in starts[0]["command"] and "--resume" in starts[1]["command"]
     metrics = [json.loads(line) for line in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert [r["updates"] for r in metrics if r["kind"] == "train_epoch"] == [2]  # one epoch, both updates, once
-    # The SMART table gives each step size's measured perturbation share; it grows with the step (not
-    # 100-fold for a 100-fold step: at 1e-5 the initial noise, sigma 1e-5 per dimension, is as large).
-    shares = {}
+    # The SMART table (smart_mtdnn, the paper's) gives each step size's measured sizes. x is the size
+    # MT-DNN's code logs; it grows with the step (not 100-fold for a 100-fold step: at 1e-5 the
+    # initial noise, sigma 1e-5 per dimension, is as large). The noise applied is renormalised to
+    # ‖·‖∞ ≈ 1 per token at any step: tens of percent of the embedding output.
+    assert "## +SMART (MT-DNN's code, the paper's) (`smart_mtdnn`), packaged-minilm" in out
+    assert "+SMART (corrected)" not in out  # the corrected smart is swept only when asked
+    shares, applied = {}, {}
     for line in out.splitlines():
         if line.startswith("| adv_step_size="):
             cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[1] == cells[3]  # x is the MT-DNN-logged column
             shares[cells[0].split(" ")[0]] = float(cells[1])
+            applied[cells[0].split(" ")[0]] = float(cells[2])
+    print("figure 3 sizes (%): MT-DNN-logged", shares, "applied", applied)
     assert set(shares) == {"adv_step_size=1e-05", "adv_step_size=0.001"}
     assert shares["adv_step_size=0.001"] > 5 * shares["adv_step_size=1e-05"] > 0
+    assert all(value > 10 for value in applied.values())
+    assert all(value < applied[key] / 100 for key, value in shares.items())
     figure = _png(runs / "plots" / plots.FIGURE3_NAME)  # one SMART panel (no 1-1 sweep point was asked)
     assert figure.shape[:2] == (int(plots.FIGURE_HEIGHT_IN * plots.DPI), int(plots.PANEL_WIDTH_IN * plots.DPI))
 
@@ -170,11 +182,25 @@ def test_figure2_smart_is_invisible_after_layer_2(workspace, tmp_path):
     assert image.shape[:2] == (int(figure2.FIGURE_SIZE_IN[1] * figure2.DPI), int(figure2.FIGURE_SIZE_IN[0] * figure2.DPI))
     measured = json.loads(out.with_suffix(".json").read_text())
     assert all(count >= 6 for count in measured["occurrences"].values())
-    assert 0 < measured["perturbation_share_percent"]["SMART"] < 1 < measured["perturbation_share_percent"]["1-1"]
-    layer = measured["panels"]["hidden states after encoder layer 2"]
-    # SMART moves the layer-2 states by a tiny fraction of how far apart the words are; 1-1 visibly.
-    assert layer["clean_to_SMART_relative"] < 0.01 < layer["clean_to_1-1_relative"]
-    assert "| hidden states after encoder layer 2 |" in text
+    shares, spaces = measured["perturbation_share_percent"], measured["perturbation_space"]
+    # each size against what it is added to: the corrected smart and 1-1 the token embeddings,
+    # MT-DNN's SMART the embedding block's output
+    assert spaces == {"SMART (corrected)": "token embeddings", "1-1": "token embeddings",
+                      "SMART (MT-DNN)": "embedding block output"}
+    assert 0 < shares["SMART (corrected)"] < 1 < shares["1-1"]
+    # MT-DNN's noise is renormalised to ‖·‖∞ ≈ 1 per token: tens of percent applied, while the
+    # size its code logs is orders of magnitude smaller
+    assert shares["SMART (MT-DNN)"] > 10 and 0 < measured["mtdnn_logged_share_percent"] < shares["SMART (MT-DNN)"] / 1e3
+    panels = measured["panels"]
+    assert set(panels["embedding block output (where MT-DNN's SMART adds its noise)"]) == {
+        "clean_spread", "clean_to_SMART (MT-DNN)", "clean_to_SMART (MT-DNN)_relative"}
+    assert "clean_to_SMART (MT-DNN)" not in panels["token embeddings (where smart and 1-1 add theirs)"]
+    layer = panels["hidden states after encoder layer 2"]
+    # The corrected SMART moves the layer-2 states by a tiny fraction of how far apart the words
+    # are; 1-1 visibly; MT-DNN's SMART (its noise and the embedding block applied twice) too.
+    assert layer["clean_to_SMART (corrected)_relative"] < 0.01 < layer["clean_to_1-1_relative"]
+    assert layer["clean_to_SMART (MT-DNN)_relative"] > 0.01
+    assert "| hidden states after encoder layer 2 |" in text and "as MT-DNN's code logs it" in text
 
 
 def test_paper_preset_dry_run_prints_torchrun_commands(tmp_path, anli_dir):
@@ -184,11 +210,15 @@ def test_paper_preset_dry_run_prints_torchrun_commands(tmp_path, anli_dir):
                                            "--data_dir", str(anli_dir)])
     assert status == 0, err
     commands = [line.strip() for line in out.splitlines() if "train.py" in line]
-    assert len(commands) == 7 * 2 * 6  # methods × models × seeds
+    assert len(commands) == 8 * 2 * 6  # methods (both SMARTs) × models × seeds
     assert all("-m torch.distributed.run --standalone --nproc_per_node 2" in c for c in commands)
     bert = [c for c in commands if "--model bert-base-uncased" in c]
     roberta = [c for c in commands if "--model roberta-large" in c]
-    assert len(bert) == len(roberta) == 42
+    assert len(bert) == len(roberta) == 48
+    # +SMART is MT-DNN's code, +SMART (corrected) the algorithm: 12 runs of each
+    assert sum("--perturbation smart_mtdnn " in c for c in commands) == 12
+    assert sum("--perturbation smart " in c for c in commands) == 12
+    assert "bert-base-uncased/smart_mtdnn/seed6" in out
     assert all("--batch_size 32" in c for c in bert) and all("--batch_size 16" in c for c in roberta)
     for flag in ("--learning_rate 2e-05", "--epochs 6", "--warmup 0.1", "--train_datasets anli "):
         assert all(flag in c for c in commands), flag
@@ -202,9 +232,28 @@ def test_paper_preset_dry_run_prints_torchrun_commands(tmp_path, anli_dir):
     commands = [line.strip() for line in out.splitlines() if "train.py" in line]
     assert len(commands) == 5 * 2 * 6 + 11 * 1 * 6  # SMART steps × models × seeds + 1-1 noise sizes × BERT × seeds
     assert sum("--model roberta-large" in c for c in commands) == 5 * 6  # no noise_size sweep on RoBERTa
-    assert "roberta-large/smart@adv_step_size=1e-1/seed1" in out and "--adv_step_size 1e-1 " in out
+    # The SMART sweep is MT-DNN's code, what the paper swept; the corrected smart is not swept by default.
+    smart = [c for c in commands if "--perturbation smart" in c]
+    assert len(smart) == 5 * 2 * 6 and all("--perturbation smart_mtdnn " in c for c in smart)
+    assert "--perturbation smart " not in out
+    assert "roberta-large/smart_mtdnn@adv_step_size=1e-1/seed1" in out and "--adv_step_size 1e-1 " in out
+    assert "bert-base-uncased/smart_mtdnn/seed1" in out and "smart_mtdnn@adv_step_size=1e-5" not in out
     assert "bert-base-uncased/1-1@noise_size=0.3/seed2" in out and "--noise_size 0.3 " in out
     assert "bert-base-uncased/1-1/seed1" in out and "1-1@noise_size=0.5" not in out  # the default is Table 2's run
+
+    # --smart_variants adds the corrected smart's sweep beside MT-DNN's.
+    status, out, err = _call(figure3.main, ["--preset", "paper", "--dry_run", "--output", str(output),
+                                            "--data_dir", str(anli_dir), "--smart_variants", "smart_mtdnn,smart"])
+    assert status == 0, err
+    commands = [line.strip() for line in out.splitlines() if "train.py" in line]
+    assert len(commands) == 2 * 5 * 2 * 6 + 11 * 1 * 6
+    assert sum("--perturbation smart_mtdnn " in c for c in commands) == sum(
+        "--perturbation smart " in c for c in commands) == 5 * 2 * 6
+    assert "bert-base-uncased/smart@adv_step_size=1e-2/seed3" in out
+    status, out, err = _call(figure3.main, ["--preset", "paper", "--dry_run", "--output", str(output),
+                                            "--data_dir", str(anli_dir), "--smart_variants", "smart,adversarial"])
+    assert status == 2 and "--smart_variants 'smart,adversarial': expected a comma-separated list of" in err
+    assert not output.exists()
 
 
 def test_environment_variables_set_the_grid(tmp_path, anli_dir, monkeypatch):

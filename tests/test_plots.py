@@ -17,7 +17,8 @@ SIZES = {"r1": 1000, "r2": 1000, "r3": 1200}
 
 
 def write_run(folder: Path, *, model: str, perturbation: str, seed: int, test_all: float,
-              options: dict | None = None, noise_share: float | None = None, finished: bool = True) -> None:
+              options: dict | None = None, noise_share: float | None = None, logged: float | None = None,
+              finished: bool = True) -> None:
     """A two-epoch run per docs/run_format.md; epoch 1 is best on dev, test per round = test_all."""
     folder.mkdir(parents=True)
     (folder / "run_config.json").write_text(json.dumps({
@@ -32,6 +33,8 @@ def write_run(folder: Path, *, model: str, perturbation: str, seed: int, test_al
         if noise_share is not None:
             train["perturbation"] = {"changed_share": 1.0, "noise_share": noise_share, "adv_loss": 0.0,
                                      "skipped_steps": 0}
+            if logged is not None:  # smart_mtdnn: the size MT-DNN's own code logs
+                train["perturbation"]["mtdnn_logged_share"] = logged
         lines.append(train)
         for role, accuracy in (("dev", dev + seed / 1000), ("test", test_all + seed / 1000)):
             for split, size in SIZES.items():
@@ -52,14 +55,22 @@ def sweep_runs(tmp_path_factory) -> Path:
     model = "bert-base-uncased"
     for seed in (1, 2):
         write_run(root / model / "none" / f"seed{seed}", model=model, perturbation="none", seed=seed, test_all=0.48)
-        write_run(root / model / "smart" / f"seed{seed}", model=model, perturbation="smart", seed=seed,
-                  test_all=0.49, options={"adv_step_size": 1e-5}, noise_share=3e-5)
-        write_run(root / model / "smart@adv_step_size=1e-3" / f"seed{seed}", model=model, perturbation="smart",
-                  seed=seed, test_all=0.485, options={"adv_step_size": 1e-3}, noise_share=3e-3)
+        # MT-DNN's SMART (the paper's sweep): what it adds is ≈ 60% of the embedding output at every
+        # step; what MT-DNN's code logs is small and grows with the step. x must be the logged size.
+        write_run(root / model / "smart_mtdnn" / f"seed{seed}", model=model, perturbation="smart_mtdnn", seed=seed,
+                  test_all=0.49, options={"adv_step_size": 1e-5}, noise_share=0.60, logged=3e-5)
+        write_run(root / model / "smart_mtdnn@adv_step_size=1e-3" / f"seed{seed}", model=model,
+                  perturbation="smart_mtdnn", seed=seed, test_all=0.485, options={"adv_step_size": 1e-3},
+                  noise_share=0.61, logged=3e-3)
         write_run(root / model / "1-1" / f"seed{seed}", model=model, perturbation="1-1", seed=seed, test_all=0.495,
                   options={"noise_size": 0.5}, noise_share=0.3)
-    write_run(root / model / "smart@adv_step_size=1e-1" / "seed1", model=model, perturbation="smart", seed=1,
-              test_all=0.45, options={"adv_step_size": 1e-1}, noise_share=0.3)
+    write_run(root / model / "smart_mtdnn@adv_step_size=1e-1" / "seed1", model=model, perturbation="smart_mtdnn",
+              seed=1, test_all=0.45, options={"adv_step_size": 1e-1}, noise_share=0.62, logged=0.3)
+    # The corrected smart, swept too: x = its applied ‖δ‖ / ‖token embedding‖ (it logs nothing else).
+    write_run(root / model / "smart" / "seed1", model=model, perturbation="smart", seed=1, test_all=0.488,
+              options={"adv_step_size": 1e-5}, noise_share=2e-4)
+    write_run(root / model / "smart@adv_step_size=1e-3" / "seed1", model=model, perturbation="smart", seed=1,
+              test_all=0.482, options={"adv_step_size": 1e-3}, noise_share=2e-2)
     # noise_size only in the folder name: the loader must take it from there.
     write_run(root / model / "1-1@noise_size=0.3" / "seed1", model=model, perturbation="1-1", seed=1,
               test_all=0.488, noise_share=0.18)
@@ -75,10 +86,22 @@ def read_png(path: Path) -> np.ndarray:
 
 def test_sweep_points_come_from_measured_noise_and_options(sweep_runs):
     summary = summarize(runs=load_runs(runs_dir=sweep_runs))
-    smart = plots.smart_sweep_points(summary=summary)["bert-base-uncased"]
-    assert [p.x for p in smart] == pytest.approx([3e-3, 0.3, 30.0])
+    smart = plots.smart_sweep_points(summary=summary)["bert-base-uncased"]  # default: smart_mtdnn, the paper's
+    assert [p.method for p in smart] == ["smart_mtdnn", "smart_mtdnn@adv_step_size=1e-3",
+                                         "smart_mtdnn@adv_step_size=1e-1"]
+    assert [p.x for p in smart] == pytest.approx([3e-3, 0.3, 30.0])  # the MT-DNN-logged size, not the applied
+    assert [p.applied_percent for p in smart] == pytest.approx([60.0, 61.0, 62.0])
+    assert [p.logged_percent for p in smart] == pytest.approx([3e-3, 0.3, 30.0])
     assert [p.n for p in smart] == [2, 2, 1]
     assert smart[0].test_mean == pytest.approx(49.15)
+    corrected = plots.smart_sweep_points(summary=summary, variant="smart")["bert-base-uncased"]
+    assert [p.method for p in corrected] == ["smart", "smart@adv_step_size=1e-3"]
+    assert [p.x for p in corrected] == pytest.approx([0.02, 2.0])
+    assert all(p.logged_percent is None for p in corrected)
+    assert [(v, m) for v, m, _ in plots.smart_sweeps(summary=summary)] == [("smart_mtdnn", "bert-base-uncased"),
+                                                                         ("smart", "bert-base-uncased")]
+    with pytest.raises(ValueError, match="SMART variant 'adversarial'"):
+        plots.smart_sweep_points(summary=summary, variant="adversarial")
     noise = plots.noise_size_sweep_points(summary=summary)["bert-base-uncased"]
     assert [p.x for p in noise] == [0.3, 0.5, 1.0]
     assert noise[1].test_std == pytest.approx(np.std([49.6, 49.7], ddof=1))
@@ -89,7 +112,8 @@ def test_plots_write_images_of_the_expected_size(sweep_runs, tmp_path):
     assert [p.name for p in written] == [plots.FIGURE3_NAME, plots.BARS_NAME]
     height = int(plots.FIGURE_HEIGHT_IN * plots.DPI)
     figure3 = read_png(tmp_path / plots.FIGURE3_NAME)
-    assert figure3.shape[:2] == (height, int(2 * plots.PANEL_WIDTH_IN * plots.DPI))  # one SMART panel + 1-1 panel
+    # a panel per SMART variant (MT-DNN's, corrected) + the 1-1 panel
+    assert figure3.shape[:2] == (height, int(3 * plots.PANEL_WIDTH_IN * plots.DPI))
     bars = read_png(tmp_path / plots.BARS_NAME)
     assert bars.shape[:2] == (height, int(plots.BAR_PANEL_WIDTH_IN * plots.DPI))
     for image in (figure3, bars):
@@ -100,9 +124,9 @@ def test_plots_write_images_of_the_expected_size(sweep_runs, tmp_path):
 def test_one_smart_panel_per_model(sweep_runs, tmp_path):
     root = tmp_path / "runs"
     for model in ("bert-base-uncased", "roberta-large"):
-        for method, step, noise in (("smart", 1e-5, 3e-5), ("smart@adv_step_size=1e-3", 1e-3, 3e-3)):
-            write_run(root / model / method / "seed1", model=model, perturbation="smart", seed=1, test_all=0.5,
-                      options={"adv_step_size": step}, noise_share=noise)
+        for method, step, logged in (("smart_mtdnn", 1e-5, 3e-5), ("smart_mtdnn@adv_step_size=1e-3", 1e-3, 3e-3)):
+            write_run(root / model / method / "seed1", model=model, perturbation="smart_mtdnn", seed=1, test_all=0.5,
+                      options={"adv_step_size": step}, noise_share=0.6, logged=logged)
     written = plots.plot_figure3(summary=summarize(runs=load_runs(runs_dir=root)), out_dir=tmp_path / "out")
     assert read_png(written[0]).shape[:2] == (int(plots.FIGURE_HEIGHT_IN * plots.DPI),
                                               int(2 * plots.PANEL_WIDTH_IN * plots.DPI))
