@@ -9,6 +9,7 @@ is run for real and the grid then sees its run as its own finished cell; the sig
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -102,7 +103,10 @@ def test_signals_reach_the_run_and_a_time_limit_requeues(emitted, tmp_path):
                 "while true; do sleep 0.05; done")
     request = SlurmRequest(path=tmp_path / "x.sbatch", gpus_per_task=0, time="10", partition=None, cpus_per_task=1,
                            mem=None, signal_seconds=60, max_parallel=None, sbatch=())
-    cells, settings = emitted["cells"][:1], emitted["settings"]
+    # A run folder of its own: the module's runs may hold a finished cell 0 (the test above), and
+    # the script exits 0 at once for a finished run, before any signal could matter.
+    cells = emitted["cells"][:1]
+    settings = dataclasses.replace(emitted["settings"], runs_dir=tmp_path / "runs")
     script = tmp_path / "stand_in.sbatch"
     script.write_text(render_script(request=request, settings=settings, cells=cells, commands=[stand_in],
                                     job_name="t", invoked="test"))
