@@ -167,10 +167,17 @@ def draw(*, panels: list[tuple[str, dict[str, np.ndarray], dict]], words: list[s
 
 def make_figure2(*, model: str, data_dir: Path | None, out: Path, words: tuple[str, ...] = WORDS, per_word: int = 20,
                  layer: int = 2, smart_step_size: float | None = None, noise_size: float | None = None,
-                 seed: int = 1, cache_dir: Path | None = None) -> dict:
-    """Draw the figure to ``out`` (PNG) and write ``out`` with .json; returns the measurements."""
+                 seed: int = 1, cache_dir: Path | None = None, tensorboard: Path | None = None) -> dict:
+    """Draw the figure to ``out`` (PNG) and write ``out`` with .json; returns the measurements.
+
+    ``tensorboard``: also write the points for TensorBoard's Embedding Projector there
+    (experiments.figure2_projector)."""
     from mt_dnn.run_setup import default_cache_dir
 
+    if tensorboard is not None:
+        from mt_dnn.tensorboard_log import summary_writer_class
+
+        summary_writer_class()  # a missing package is one line now, not after the work
     torch.manual_seed(seed)
     network, tokenizer, described = load_encoder(model=model, seed=seed)
     network.eval()  # no dropout: the panels compare inputs, not dropout masks
@@ -227,6 +234,11 @@ def make_figure2(*, model: str, data_dir: Path | None, out: Path, words: tuple[s
         os.fsync(handle.fileno())
     os.replace(tmp, json_path)
     measured["json"] = str(json_path)
+    if tensorboard is not None:
+        from experiments.figure2_projector import projector_tensors, write_projector
+
+        tensors = projector_tensors(panels=panels, occurrences=occurrences, sentences=sentences)
+        measured["tensorboard"] = str(write_projector(out_dir=Path(tensorboard), tensors=tensors))
     return measured
 
 
@@ -247,6 +259,9 @@ def report(measured: dict) -> str:
     lines.append(f"({MTDNN}'s step 2 also re-applies the embedding block; that alone moves the layer-"
                  f"{measured['layer']} points by {layer_stats['clean_to_MT-DNN re-embedding alone']:.3g})")
     lines += ["", f"wrote {measured['png']} and {measured['json']}"]
+    if "tensorboard" in measured:
+        lines.append(f"wrote the Embedding Projector's points to {measured['tensorboard']} "
+                     f"(tensorboard --logdir {measured['tensorboard']})")
     return "\n".join(lines)
 
 
@@ -269,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache_dir", default=None, help="neighbour-table cache (default: train.py's)")
     parser.add_argument("--out", default=None,
                         help="PNG path (default $REPRO_RUNS or runs/paper, then /plots/figure2_<model>.png)")
+    parser.add_argument("--tensorboard", default=None, metavar="DIR",
+                        help="also write the points (clean, both SMARTs, 1-1; embeddings and layer outputs) for "
+                             "TensorBoard's Embedding Projector to DIR")
     args = parser.parse_args(argv)
     words = tuple(w.strip().lower() for w in args.words.split(",") if w.strip())
     if not words or len(set(words)) != len(words):
@@ -290,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         measured = make_figure2(model=args.model, data_dir=data_dir, out=out, words=words, per_word=args.per_word,
                                 layer=args.layer, smart_step_size=args.adv_step_size, noise_size=args.noise_size,
-                                seed=args.seed, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+                                seed=args.seed, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                                tensorboard=Path(args.tensorboard) if args.tensorboard else None)
     except (UserError, ProviderError) as exc:
         print(f"figure2: error: {exc}", file=sys.stderr)
         return 2
