@@ -42,16 +42,19 @@ class EpochStats:
     extra_sums: dict = field(default_factory=dict)
 
     def add(self, *, outcome, seconds: float, update_done: bool, update_skipped: bool,
-            examples: int = 0, share: float = 1.0) -> None:
+            examples: int, share: float = 1.0) -> None:
         """One (micro-)batch; ``share`` is this rank's part of the global batch (1 in one process)."""
         self.batches += 1
         self.examples += examples
         self.seconds += seconds
         self.forwards += outcome.forwards
         self.backwards += outcome.backwards
+        # The losses are means over this rank's examples: weighted by examples, the epoch's figure
+        # is the mean over its examples whatever the batch and shard sizes (a short last batch,
+        # accumulated micro-batches of unequal sizes, uneven ranks).
         if outcome.task_loss == outcome.task_loss:  # not NaN
-            self.loss_sum += share * outcome.task_loss
-            self.loss_count += share
+            self.loss_sum += examples * outcome.task_loss
+            self.loss_count += examples
         if update_done:
             self.updates += 1
             self.skipped_updates += int(update_skipped)
@@ -63,8 +66,8 @@ class EpochStats:
                 if name not in _SHARE_STATS:
                     self.extra_sums[name] = self.extra_sums.get(name, 0.0) + share * value
         if outcome.adv_loss is not None:
-            self.adv_loss_sum += share * outcome.adv_loss
-            self.adv_loss_count += share
+            self.adv_loss_sum += examples * outcome.adv_loss
+            self.adv_loss_count += examples
         self.adv_skipped += share * int(outcome.adv_skipped)
 
     def postfix(self) -> dict[str, str]:

@@ -154,6 +154,51 @@ def test_two_gloo_processes_match_one_process(setup, tmp_path, perturbation, acc
         assert moved > 100, f"fixture degenerate: {perturbation} moved the weights only {moved:.1f}x the tolerance"
 
 
+
+@pytest.mark.parametrize("perturbation", ["none", "smart"])
+def test_accumulated_micro_batches_are_one_big_batch(setup, tmp_path, perturbation, monkeypatch):
+    """Batches of 8, of 4 accumulated twice and of 3 + 3 + 2 accumulated: the same losses and weights.
+
+    The 8 training examples are one update an epoch whatever the micro-batch size, so every run
+    sums the gradients of the same examples, only in other orders and paddings, and each loss term
+    is divided by the group's size (dividing by each micro-batch's own size weights the last one's
+    2 examples 1.5 times; Adam hides only a scale common to the whole update). Adam's first steps are about lr·sign(g), so an element whose
+    gradient is near zero turns float rounding into a visible difference: the weights are
+    compared to 5% of one step (lr = 1e-3), the losses relatively."""
+    data = write_anli_like(tmp_path / "anli8", rounds=("R1",), sizes={"train": 8, "dev": 4, "test": 4}, seed=3)
+
+    def run(batch, accumulation):
+        out = tmp_path / f"b{batch}x{accumulation}"
+        args = _args(setup, out, perturbation, "--grad_accumulation", str(accumulation))
+        for flag, value in (("--data_dir", data), ("--batch_size", batch), ("--test_datasets", "anli:r1_dev")):
+            args[args.index(flag) + 1] = str(value)
+        with monkeypatch.context() as patch:
+            install_per_example_noise(patch)
+            assert train_main(args) == 0
+        return _records(out, "train_epoch"), _weights(out)
+
+    def largest_difference(a, b):
+        # attention key biases aside: their gradient is zero in exact arithmetic (see above), pure rounding
+        return max((a[name] - b[name]).abs().max().item() for name in a if not name.endswith("attention.self.key.bias"))
+
+    step_share = 0.05 * 1e-3
+    big_records, big = run(8, 1)
+    assert [r["updates"] for r in big_records] == [1, 1] and [r["examples"] for r in big_records] == [8, 8]
+    for batch, accumulation in ((4, 2), (3, 3)):
+        records, weights = run(batch, accumulation)
+        for a, b in zip(big_records, records, strict=True):
+            assert (b["updates"], b["examples"]) == (1, 8)
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+            if perturbation != "none":
+                assert a["perturbation"]["adv_loss"] > 1e-3, f"fixture degenerate: {a['perturbation']}"
+                assert b["perturbation"]["adv_loss"] == pytest.approx(a["perturbation"]["adv_loss"], rel=1e-4)
+        difference = largest_difference(weights, big)
+        assert difference < step_share, f"batch {batch} x {accumulation}: weights differ by {difference:.3g}"
+    # the guard: batches of 4 without accumulation (two updates an epoch) end far from one update of 8
+    _, apart = run(4, 1)
+    assert largest_difference(apart, big) > 10 * step_share, "fixture degenerate: the updates do not show"
+
+
 def test_resume_with_another_process_count_is_refused(setup, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(_args(setup, out, "none", "--stop_at_step", "2")) == 0
