@@ -37,8 +37,8 @@ from noise_training.errors import ProviderError  # noqa: E402
 
 # Model and batches, and the timing of one step, live in their own modules.
 from benchmarks.step_cost_setup import (  # noqa: E402
-    ANLI_EVAL_FILES, RANDOM_INIT_SIZES, REPO_ROOT, anli_batches, anli_examples, default_anli_dir, load_model,
-    snli_examples, synthetic_batches,
+    ANLI_EVAL_FILES, RANDOM_INIT_SIZES, REPO_ROOT, anli_examples, benchmark_batches, benchmark_device,
+    default_anli_dir, load_model,
 )
 from benchmarks.step_cost_timing import (  # noqa: E402
     TWO_PASS, Method, PeakMemory, TimedProvider, Timing, overhead_outside_encoder, parse_methods, run_step,
@@ -93,16 +93,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
-    from mt_dnn.precision import autocast_factory, enable_fast_matmul, grad_scaler
+    from mt_dnn.precision import autocast_factory, grad_scaler
     from mt_dnn.run_setup import default_cache_dir
     from mt_dnn.task_def import load_task_defs
     from noise_training.registry import build_provider, resolve_options
 
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device is available")
-    enable_fast_matmul(device)
+    device = benchmark_device(device_name=args.device, threads=args.threads)
     cache_dir = args.cache_dir or default_cache_dir()
     methods = parse_methods(args.methods)
     task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
@@ -111,25 +107,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                                                tokenizer_name=args.tokenizer, task=task)
     model.to(device).train()  # dropout on, as in training
     rounds = args.warmup + args.repeats
-    if args.data == "anli":
-        data_dir = args.data_dir or default_anli_dir()
-        if not (data_dir / "R1" / "dev.jsonl").is_file():
-            raise UserError(f"--data_dir {data_dir}: no R1/dev.jsonl (set $ANLI_DIR or pass --data synthetic)")
-        data = anli_examples(tokenizer=tokenizer, task=task, data_dir=data_dir, max_seq_len=args.max_seq_len,
-                             cache_dir=cache_dir)
-        batches = anli_batches(data=data, batch_size=args.batch_size, count=rounds, seed=args.seed,
-                               pad_token_id=tokenizer.pad_token_id)
-        data_text = f"real ANLI dev+test pairs from {data_dir}"
-    elif args.data == "snli":
-        data = snli_examples(tokenizer=tokenizer, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
-                             cache_dir=cache_dir)
-        batches = anli_batches(data=data, batch_size=args.batch_size, count=rounds, seed=args.seed,
-                               pad_token_id=tokenizer.pad_token_id)
-        data_text = "real SNLI test pairs"
-    else:
-        batches = synthetic_batches(tokenizer=tokenizer, batch_size=args.batch_size, count=rounds, seed=args.seed,
-                                    max_seq_len=args.max_seq_len)
-        data_text = "synthetic batches (random words, ANLI-like lengths)"
+    batches, data_text = benchmark_batches(data=args.data, data_dir=args.data_dir, tokenizer=tokenizer, task=task,
+                                           batch_size=args.batch_size, max_seq_len=args.max_seq_len, seed=args.seed,
+                                           cache_dir=cache_dir, count=rounds)
     batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
     special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
 

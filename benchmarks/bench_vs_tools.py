@@ -35,8 +35,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 import torch  # noqa: E402
 
 from benchmarks.step_cost_setup import (  # noqa: E402
-    RANDOM_INIT_SIZES, REPO_ROOT, anli_batches, anli_examples, default_anli_dir, load_model, snli_examples,
-    synthetic_batches,
+    RANDOM_INIT_SIZES, REPO_ROOT, benchmark_batches, benchmark_device, load_model,
 )
 from mt_dnn.errors import UserError  # noqa: E402
 
@@ -74,25 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _batches(args, *, tokenizer, task, cache_dir: Path, count: int) -> tuple[list[dict], str]:
-    if args.data == "synthetic":
-        return (synthetic_batches(tokenizer=tokenizer, batch_size=args.batch_size, count=count, seed=args.seed,
-                                  max_seq_len=args.max_seq_len), "synthetic batches (random words, ANLI-like lengths)")
-    if args.data == "snli":
-        data = snli_examples(tokenizer=tokenizer, data_dir=args.data_dir, max_seq_len=args.max_seq_len,
-                             cache_dir=cache_dir)
-        text = "real SNLI test pairs"
-    else:
-        data_dir = args.data_dir or default_anli_dir()
-        if not (data_dir / "R1" / "dev.jsonl").is_file():
-            raise UserError(f"--data_dir {data_dir}: no R1/dev.jsonl (set $ANLI_DIR or pass --data synthetic)")
-        data = anli_examples(tokenizer=tokenizer, task=task, data_dir=data_dir, max_seq_len=args.max_seq_len,
-                             cache_dir=cache_dir)
-        text = f"real ANLI dev+test pairs from {data_dir}"
-    return anli_batches(data=data, batch_size=args.batch_size, count=count, seed=args.seed,
-                        pad_token_id=tokenizer.pad_token_id), text
 
 
 def build_steps(*, model, hf_model, tokenizer, task, device, cache_dir: Path, work_dir: Path) -> dict:
@@ -156,15 +136,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     import tempfile
 
     from mt_dnn.hf_mapping import build_classifier
-    from mt_dnn.precision import enable_fast_matmul
     from mt_dnn.run_setup import default_cache_dir
     from mt_dnn.task_def import load_task_defs
 
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device is available")
-    enable_fast_matmul(device)
+    device = benchmark_device(device_name=args.device, threads=args.threads)
     cache_dir = args.cache_dir or default_cache_dir()
     task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
     model, tokenizer, description = load_model(model_name=args.model, random_init=args.random_init,
@@ -173,7 +148,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     model.to(device).train()
     hf_model.to(device).train()
     rounds = args.warmup + args.repeats
-    batches, data_text = _batches(args, tokenizer=tokenizer, task=task, cache_dir=cache_dir, count=rounds)
+    batches, data_text = benchmark_batches(data=args.data, data_dir=args.data_dir, tokenizer=tokenizer, task=task,
+                                           batch_size=args.batch_size, max_seq_len=args.max_seq_len, seed=args.seed,
+                                           cache_dir=cache_dir, count=rounds)
     batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
     with tempfile.TemporaryDirectory() as work_dir:
         steps = build_steps(model=model, hf_model=hf_model, tokenizer=tokenizer, task=task, device=device,
@@ -226,7 +203,7 @@ def render(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    import json
+    from mt_dnn.run_files import atomic_write_json
 
     args = parse_args(argv)
     try:
@@ -236,7 +213,7 @@ def main(argv=None) -> int:
         return 2
     print(render(result))
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, result)
     return 0
 
 

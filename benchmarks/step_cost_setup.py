@@ -130,3 +130,35 @@ def synthetic_batches(*, tokenizer, batch_size: int, count: int, seed: int, max_
                         "attention_mask": torch.from_numpy(attention_mask),
                         "labels": torch.from_numpy(rng.integers(0, 3, size=batch_size))})
     return batches
+
+
+def benchmark_device(*, device_name: str, threads: int) -> torch.device:
+    """The benchmark's device, with the thread count and matmul settings training uses."""
+    from mt_dnn.precision import enable_fast_matmul
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device_name}: no CUDA device is available")
+    enable_fast_matmul(device)
+    return device
+
+
+def benchmark_batches(*, data: str, data_dir: Path | None, tokenizer, task, batch_size: int, max_seq_len: int,
+                      seed: int, cache_dir: Path, count: int) -> tuple[list[dict], str]:
+    """``count`` batches of the ``--data`` kind (anli, snli or synthetic) and a line saying what they are."""
+    if data == "synthetic":
+        return (synthetic_batches(tokenizer=tokenizer, batch_size=batch_size, count=count, seed=seed,
+                                  max_seq_len=max_seq_len), "synthetic batches (random words, ANLI-like lengths)")
+    if data == "snli":
+        examples = snli_examples(tokenizer=tokenizer, data_dir=data_dir, max_seq_len=max_seq_len, cache_dir=cache_dir)
+        text = "real SNLI test pairs"
+    else:
+        data_dir = data_dir or default_anli_dir()
+        if not (data_dir / "R1" / "dev.jsonl").is_file():
+            raise UserError(f"--data_dir {data_dir}: no R1/dev.jsonl (set $ANLI_DIR or pass --data synthetic)")
+        examples = anli_examples(tokenizer=tokenizer, task=task, data_dir=data_dir, max_seq_len=max_seq_len,
+                                 cache_dir=cache_dir)
+        text = f"real ANLI dev+test pairs from {data_dir}"
+    return anli_batches(data=examples, batch_size=batch_size, count=count, seed=seed,
+                        pad_token_id=tokenizer.pad_token_id), text

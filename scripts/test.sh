@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh || exit 1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-${PYTHON:-python3} -m pytest -q "$@"
+${PYTHON:-python3} -m pytest -q --durations=15 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "error: pytest collected no tests" >&2

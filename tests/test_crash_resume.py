@@ -27,25 +27,17 @@ import torch
 from conftest import REPO_ROOT
 from mt_dnn.checkpoint import CheckpointManager
 from mt_dnn.cli_train import main as train_main
-from tiny_models import SIGNAL_INIT, tiny_bert, write_anli_like
+from tiny_models import SIGNAL_INIT, tiny_anli_setup, tiny_bert
 
 UPDATES_PER_EPOCH = 30  # 120 examples in batches of 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny matrices: extra threads only add overhead, and the subprocesses must match this one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash")
-    data = write_anli_like(root / "anli", rounds=("R1",), sizes={"train": 120, "dev": 16, "test": 8})
-    return {"model": tiny_bert(root / "bert"), "data": data, "cache": root / "cache", "root": root}
+    return tiny_anli_setup(tmp_path_factory.mktemp("crash"), train=120, dev=16)
 
 
 def _args(tiny, out, *extra):

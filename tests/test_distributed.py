@@ -28,13 +28,7 @@ from tiny_models import SIGNAL_INIT, tiny_bert, write_anli_like
 from train_hooks import install_per_example_noise
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # as the torchrun workers (OMP_NUM_THREADS=1); tiny matrices gain nothing from more threads
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _without_dropout(folder):

@@ -12,19 +12,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from mt_dnn.cli_predict import main as predict_main
 from mt_dnn.cli_train import main as train_main
 from tiny_models import SIGNAL_INIT, tiny_bert, write_anli_like
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

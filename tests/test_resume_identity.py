@@ -15,30 +15,22 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import REPO_ROOT
 from mt_dnn.checkpoint import CheckpointManager
 from mt_dnn.cli_predict import main as predict_main
 from mt_dnn.cli_train import main as train_main
-from tiny_models import tiny_bert, write_anli_like
+from tiny_models import tiny_anli_setup, tiny_bert, write_anli_like
 
 ANLI_YAML = (REPO_ROOT / "task_defs" / "anli.yml").read_text()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("identity")
-    return {"model": tiny_bert(root / "bert"), "cache": root / "cache", "root": root,
-            "data": write_anli_like(root / "anli", rounds=("R1",), sizes={"train": 32, "dev": 8, "test": 8})}
+    return tiny_anli_setup(tmp_path_factory.mktemp("identity"), train=32)
 
 
 def _args(tiny, out, *extra, data=None, model=None, task_def=None):

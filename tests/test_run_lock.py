@@ -19,28 +19,20 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import REPO_ROOT
 from mt_dnn.checkpoint import PAUSE_ENV
 from mt_dnn.cli_train import main as train_main
 from mt_dnn.run_lock import LOCK_NAME
-from tiny_models import tiny_bert, write_anli_like
+from tiny_models import tiny_anli_setup, write_anli_like
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lock")
-    return {"model": tiny_bert(root / "bert"), "cache": root / "cache", "root": root,
-            "data": write_anli_like(root / "anli", rounds=("R1",), sizes={"train": 32, "dev": 8, "test": 8})}
+    return tiny_anli_setup(tmp_path_factory.mktemp("lock"), train=32)
 
 
 def _args(tiny, out, *extra):

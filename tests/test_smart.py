@@ -231,7 +231,7 @@ def _transcribed_mtdnn(setup, noise, *, eta, sigma_noise_given=True, epsilon=1e-
 @pytest.mark.parametrize("which", ["bert", "roberta"])
 def test_smart_mtdnn_equals_the_transcription_of_mtdnn(which, request, tmp_path):
     setup = request.getfixturevalue(which)
-    model, batch = setup["model"], setup["batch"]
+    model = setup["model"]
     eta = 1e-5
     torch.manual_seed(4)
     noise = torch.randn(32, LENGTH, model.encoder.config.hidden_size, dtype=torch.float64) * 1e-5

@@ -3,7 +3,6 @@ the packaged MiniLM's tokenizer and embeddings, real WordNet, and a trained tiny
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

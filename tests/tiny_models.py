@@ -110,3 +110,9 @@ def mnli_like(folder: Path, *, seed: int = 1) -> Path:
     return folder
 
 
+def tiny_anli_setup(root: Path, *, train: int, dev: int = 8, test: int = 8,
+                    initializer_range: float = 0.02) -> dict:
+    """What a train.py test needs under ``root``: a tiny BERT, a cache folder and ANLI-like R1 data."""
+    return {"model": tiny_bert(root / "bert", initializer_range=initializer_range), "cache": root / "cache",
+            "root": root, "data": write_anli_like(root / "anli", rounds=("R1",),
+                                                  sizes={"train": train, "dev": dev, "test": test})}
