@@ -4,7 +4,7 @@ Four steps are timed, interleaved (one of each per round, on that round's batch,
 from other processes hits them alike), each a whole update (forward passes, backward, AdamW):
 
 - ``hand``: a minimal hand-written PyTorch step on our MultiTaskModel: forward, cross-entropy,
-  backward, ``torch.optim.AdamW`` step;
+  backward, ``torch.optim.AdamW`` step (fused, as ours is where torch has the kernel);
 - ``none``: our ``run_training_step`` with ``--perturbation none`` on the same model (what
   train.py runs), with the project's AdamW;
 - ``trainer``: ``transformers.Trainer.training_step`` + its optimizer's step, on the Hugging
@@ -87,7 +87,9 @@ def build_steps(*, model, hf_model, tokenizer, task, device, cache_dir: Path, wo
     special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
     ours_optimizer = build_optimizer(model, learning_rate=1e-5, weight_decay=0.01)
     hand_model = copy.deepcopy(model)
-    hand_optimizer = torch.optim.AdamW(hand_model.parameters(), lr=1e-5, weight_decay=0.01)
+    # the same AdamW kernel as ours (fused where torch has one), so that the ratio is our step's overhead
+    hand_optimizer = torch.optim.AdamW(hand_model.parameters(), lr=1e-5, weight_decay=0.01,
+                                       fused=bool(ours_optimizer.param_groups[0].get("fused")))
     providers = {}
     for name in ("none", "1-1"):
         _, options = resolve_options(name=name, given={})

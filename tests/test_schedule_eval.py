@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -62,3 +63,25 @@ def test_no_weight_decay_on_biases_and_norms():
     decayed, plain = optimizer.param_groups
     assert decayed["weight_decay"] == 0.01 and len(decayed["params"]) == 1
     assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 3
+
+
+def test_the_fused_optimizer_makes_the_per_tensor_loops_update():
+    from mt_dnn.trainer import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3))
+    reference, initial = copy.deepcopy(model), copy.deepcopy(model)
+    fused = build_optimizer(model, learning_rate=1e-2, weight_decay=0.01)
+    assert fused.param_groups[0]["fused"]  # CPU has the fused kernel (torch >= 2.4)
+    loop = torch.optim.AdamW([{"params": [p for p in reference.parameters() if p.ndim >= 2], "weight_decay": 0.01},
+                              {"params": [p for p in reference.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                             lr=1e-2, foreach=False)
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for net, optimizer in ((model, fused), (reference, loop)):
+            net(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), reference.parameters()))
+    moved = min((a - b).abs().max().item() for a, b in zip(model.parameters(), initial.parameters()))
+    assert difference < 1e-6 < 1e-3 < moved, (difference, moved)
