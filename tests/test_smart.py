@@ -199,8 +199,8 @@ def test_smart_at_embedding_output_adds_delta_once_after_the_embedding_block(ber
 
 # ------------------------------------------------------------------- smart_mtdnn (MT-DNN's code)
 
-def _transcribed_mtdnn(setup, noise, *, eta, sigma_noise_given=True, epsilon=1e-6):
-    """MT-DNN's SmartPerturbation with its defaults (K 1, ∞-norm), one line per step; α = 1."""
+def _transcribed_mtdnn(setup, noise, *, eta, sigma_noise_given=True, epsilon=1e-6, p_norm="inf"):
+    """MT-DNN's SmartPerturbation (K 1; its _norm_grad for norm_p inf, l2, l1), one line per step; α = 1."""
     model, batch = setup["model"], setup["batch"]
     ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
     encoder, head = model.encoder, lambda hidden: model.heads["anli"](model.pooler(hidden))
@@ -217,8 +217,11 @@ def _transcribed_mtdnn(setup, noise, *, eta, sigma_noise_given=True, epsilon=1e-
     ascent_loss = (p * (rp - ry) * 2).sum()                                                   # stable_kl, summed
     (g,) = torch.autograd.grad(ascent_loss, noise)
     moved = noise.detach() + g * eta
-    scale = moved.abs().amax(-1, keepdim=True) + epsilon
-    new_noise, effective = moved / scale, (g * eta) / scale
+    if p_norm == "l1":
+        new_noise, effective = moved.sign(), (g * eta).sign()
+    else:
+        scale = (moved.norm(dim=-1, keepdim=True) if p_norm == "l2" else moved.abs().amax(-1, keepdim=True)) + epsilon
+        new_noise, effective = moved / scale, (g * eta) / scale
     final = head(encoder(inputs_embeds=embed + new_noise, attention_mask=mask, **kw).last_hidden_state)
     sym_kl = (torch.nn.functional.kl_div(final.log_softmax(-1), logits.detach().softmax(-1), reduction="batchmean")
               + torch.nn.functional.kl_div(logits.log_softmax(-1), final.detach().softmax(-1), reduction="batchmean"))
@@ -228,14 +231,14 @@ def _transcribed_mtdnn(setup, noise, *, eta, sigma_noise_given=True, epsilon=1e-
             "logged": (effective.abs().mean() / embed.detach().abs().mean()).item()}
 
 
-@pytest.mark.parametrize("which", ["bert", "roberta"])
-def test_smart_mtdnn_equals_the_transcription_of_mtdnn(which, request, tmp_path):
+@pytest.mark.parametrize("which,p_norm", [("bert", "inf"), ("roberta", "inf"), ("bert", "l2"), ("bert", "l1")])
+def test_smart_mtdnn_equals_the_transcription_of_mtdnn(which, p_norm, request, tmp_path):
     setup = request.getfixturevalue(which)
     model = setup["model"]
     eta = 1e-5
     torch.manual_seed(4)
     noise = torch.randn(32, LENGTH, model.encoder.config.hidden_size, dtype=torch.float64) * 1e-5
-    provider = _provider(setup, "smart_mtdnn", tmp_path)
+    provider = _provider(setup, "smart_mtdnn", tmp_path, adv_p_norm=p_norm)
     recording = _Recording(provider, noise)
     seen = {}
     original = recording.perturb
@@ -250,14 +253,15 @@ def test_smart_mtdnn_equals_the_transcription_of_mtdnn(which, request, tmp_path)
     ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     model.zero_grad(set_to_none=True)
-    expected = _transcribed_mtdnn(setup, noise, eta=eta)
+    expected = _transcribed_mtdnn(setup, noise, eta=eta, p_norm=p_norm)
     expected["loss"].backward()
     theirs = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
     result = seen["result"]
     torch.testing.assert_close(result.delta, expected["noise"], rtol=1e-4, atol=1e-6)
-    # ∞-norm ≈ 1 per position after the step: MT-DNN's renormalisation, kept on purpose
-    assert result.delta.abs().amax(-1).min() > 0.9
+    # the norm ≈ 1 per position after the step: MT-DNN's renormalisation, kept on purpose (l1: signs)
+    size = result.delta.norm(dim=-1) if p_norm == "l2" else result.delta.abs().amax(-1)
+    assert size.min() > 0.9 and size.max() < 1.0 + 1e-6
     torch.testing.assert_close(result.embeddings, expected["adv_input"], rtol=1e-4, atol=1e-5)
     assert outcome.adv_loss == pytest.approx(expected["adv_loss"], rel=1e-3)
     assert expected["adv_loss"] > 1e-3, "fixture degenerate: the adversarial term is negligible"
@@ -289,3 +293,38 @@ def test_smart_mtdnn_non_finite_gradient_skips_and_counts(bert, tmp_path):
     assert provider.skipped_steps == 1
     assert outcome.adv_skipped and outcome.adv_loss is None
     assert outcome.forwards == 2 and outcome.backwards == 2  # step 1 + the ascent pass; no final pass
+
+
+# ------------------------------------------------------------------- shared pieces
+
+@pytest.mark.parametrize("name", ["smart", "smart_mtdnn"])
+def test_initial_noise_is_gaussian_with_the_given_sigma(bert, tmp_path, name):
+    provider = _provider(bert, name, tmp_path, adv_noise_var=1e-3)
+    torch.manual_seed(0)
+    noise = provider.initial_noise(torch.empty(64, LENGTH, 32, dtype=torch.float64))
+    assert noise.shape == (64, LENGTH, 32) and noise.dtype == torch.float64
+    assert noise.std().item() == pytest.approx(1e-3, rel=0.02) and abs(noise.mean().item()) < 1e-4
+
+
+def test_mtdnn_stable_kl_of_half_precision_logits_is_float32():
+    from noise_training.providers.smart_mtdnn import stable_kl
+
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    assert stable_kl(a.half(), b.half()).dtype == torch.float32
+    assert stable_kl(a.double(), b.double()).dtype == torch.float64
+    assert stable_kl(a.half(), b.half()).item() == pytest.approx(stable_kl(a, b).item(), rel=1e-2)
+
+
+@pytest.mark.parametrize("name", ["smart", "smart_mtdnn"])
+def test_norm_and_location_options_accept_their_choices_and_refuse_others(name):
+    from noise_training.errors import ProviderConfigError
+
+    for p_norm in ("inf", "l2", "l1"):
+        assert resolve_options(name=name, given={"adv_p_norm": p_norm})[1]["adv_p_norm"] == p_norm
+    with pytest.raises(ProviderConfigError, match=r"--adv_p_norm: expected one of inf, l2, l1, got 'l3'"):
+        resolve_options(name=name, given={"adv_p_norm": "l3"})
+    if name == "smart":
+        assert resolve_options(name=name, given={"smart_at": "embedding_output"})[1]["smart_at"] == "embedding_output"
+        with pytest.raises(ProviderConfigError, match="--smart_at: expected one of token_embeddings, embedding_output"):
+            resolve_options(name=name, given={"smart_at": "layer2"})
