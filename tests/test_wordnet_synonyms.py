@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -467,6 +468,39 @@ def test_corrupt_cache_warns_and_rebuilds(roberta_style_tokenizer, tmp_path, cap
     with caplog.at_level(logging.INFO, logger=synonyms_module.__name__):
         load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=tmp_path)
     assert any(r.getMessage().startswith("loaded") for r in caplog.records)
+
+
+def _spoilt(table, case: str, vocab_size: int):
+    """(tensors, metadata) of a cache file broken in one way, and what the warning must say."""
+    offsets, ids = table.offsets.clone(), table.synonym_ids.clone()
+    metadata = {"key": table.key, "format_version": FORMAT_VERSION}
+    if case == "extra tensor":
+        return {"offsets": offsets, "synonym_ids": ids, "more": ids[:1].clone()}, metadata, "expected offsets and synonym_ids"
+    if case == "old format":
+        return {"offsets": offsets, "synonym_ids": ids}, {**metadata, "format_version": "0"}, "format_version 0"
+    if case == "another vocabulary":
+        return {"offsets": offsets[:-1], "synonym_ids": ids}, metadata, re.escape(f"expected ({vocab_size + 1},)")
+    if case == "cut short":
+        offsets[-1] = offsets[-1] - 1
+        return {"offsets": offsets, "synonym_ids": ids}, metadata, "do not span"
+    if case == "id out of range":
+        ids[0] = vocab_size
+        return {"offsets": offsets, "synonym_ids": ids}, metadata, re.escape(f"outside [0, {vocab_size})")
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["extra tensor", "old format", "another vocabulary", "cut short", "id out of range"])
+def test_each_cache_check_refuses_its_kind_of_broken_file(roberta_style_tokenizer, tmp_path, case):
+    tokenizer = roberta_style_tokenizer
+    built = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=tmp_path)
+    assert built.synonym_ids.numel() > 0
+    path = cache_path(cache_dir=tmp_path, key=built.key)
+    tensors, metadata, message = _spoilt(built, case, len(tokenizer))
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.warns(UserWarning, match=message):
+        rebuilt = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=tmp_path)
+    assert torch.equal(rebuilt.offsets, built.offsets) and torch.equal(rebuilt.synonym_ids, built.synonym_ids)
+
 
 
 def test_different_vocabulary_gives_a_different_key(roberta_style_tokenizer, tmp_path, wordnet_info):
