@@ -157,7 +157,8 @@ def test_smart_delta_equals_the_transcribed_algorithm(bert, tmp_path, p_norm, k)
     noise = torch.randn(32, LENGTH, hidden, dtype=torch.float64) * sigma
     recording = _Recording(_provider(bert, "smart", tmp_path, adv_step_size=eta, adv_noise_var=sigma,
                                      adv_p_norm=p_norm, adv_k=k), noise)
-    _step(bert, recording, torch.arange(32), normaliser=32)
+    outcome = _step(bert, recording, torch.arange(32), normaliser=32)
+    assert (outcome.forwards, outcome.backwards) == (2 + k, 1 + k)  # step 1, K ascent passes, the final pass
     expected = _transcribed_smart(bert, noise, eta=eta, epsilon=epsilon, p_norm=p_norm, k=k)
     step_size = (expected - noise * (expected != 0)).abs().amax()
     assert step_size > 0.5 * eta / (LENGTH if p_norm == "l1" else 1)
@@ -265,6 +266,14 @@ def test_smart_mtdnn_equals_the_transcription_of_mtdnn(which, p_norm, request, t
     torch.testing.assert_close(result.embeddings, expected["adv_input"], rtol=1e-4, atol=1e-5)
     assert outcome.adv_loss == pytest.approx(expected["adv_loss"], rel=1e-3)
     assert expected["adv_loss"] > 1e-3, "fixture degenerate: the adversarial term is negligible"
+    assert (outcome.forwards, outcome.backwards) == (3, 2)
+    # the noise share is measured against the embedding block's output, which smart_mtdnn perturbs, over
+    # the perturbable tokens (real, not special) as for every provider
+    ids = setup["batch"]["input_ids"]
+    tokens = setup["batch"]["attention_mask"].bool() & ~torch.isin(ids, setup["special_ids"])
+    embed = expected["adv_input"] - expected["noise"]
+    share = (expected["noise"].norm(dim=-1)[tokens] / embed.norm(dim=-1)[tokens]).mean().item()
+    assert outcome.stats["noise_share"] == pytest.approx(share, rel=1e-3)
     assert outcome.stats["mtdnn_logged_share"] == pytest.approx(expected["logged"], rel=1e-3)
     assert theirs.keys() == ours.keys()
     for name, grad in theirs.items():
@@ -285,12 +294,13 @@ def test_smart_mtdnn_non_finite_gradient_skips_and_counts(bert, tmp_path):
     handle = model.encoder.encoder.layer[0].register_forward_hook(
         lambda module, args, output: poison(module, args, output[0] if isinstance(output, tuple) else output))
     try:
-        outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=bert["batch"],
-                                    task=TASK, adv_alpha=1.0, special_ids=bert["special_ids"], normaliser=32)
+        for _ in range(2):
+            outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=bert["batch"],
+                                        task=TASK, adv_alpha=1.0, special_ids=bert["special_ids"], normaliser=32)
     finally:
         handle.remove()
         model.zero_grad(set_to_none=True)
-    assert provider.skipped_steps == 1
+    assert provider.skipped_steps == 2
     assert outcome.adv_skipped and outcome.adv_loss is None
     assert outcome.forwards == 2 and outcome.backwards == 2  # step 1 + the ascent pass; no final pass
 
