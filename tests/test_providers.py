@@ -171,6 +171,12 @@ def _norm(grads):
     return torch.sqrt(sum((g ** 2).sum() for g in grads.values())).item()
 
 
+# (forward, backward) encoder passes per step: step 1; the provider's own (SMART's K ascent passes,
+# the saliency gradient); the adversarial pass. Fused passes of [clean; perturbed] count as two.
+PASSES = {"none": (1, 1), "smart": (3, 2), "smart_mtdnn": (3, 2), "1-1": (2, 1), "1-2": (2, 1), "2-1": (2, 1),
+          "2-2": (2, 2), "2-3": (2, 2), "wordnet_1.0": (2, 1), "1-1_1.0": (2, 1), "wordnet_0.5": (2, 1)}
+
+
 @pytest.mark.parametrize("name", provider_names())
 def test_every_provider_step_gradients_match_the_formula(tiny, name):
     model, batch = tiny["model"], tiny["batch"]
@@ -201,6 +207,9 @@ def test_every_provider_step_gradients_match_the_formula(tiny, name):
         assert share >= GUARD_SHARE, (f"fixture degenerate for {name}: the adversarial term carries {share:.2e} of "
                                       f"the step's gradient norm (needs {GUARD_SHARE})")
         assert outcome.adv_loss == pytest.approx(kl_sum / 3, rel=1e-6)  # the batch's mean, through float32
+    # what the step reports: the task loss's batch mean, no skip, and the passes it ran
+    assert outcome.task_loss == pytest.approx(loss_sum.item() / 3, rel=1e-6) and not outcome.adv_skipped
+    assert (outcome.forwards, outcome.backwards) == PASSES[name], name
     assert hand_grads.keys() == step_grads.keys()
     scale = max(g.abs().max().item() for g in hand_grads.values())
     for key in hand_grads:  # float64: the two computations agree to rounding, far under the term's share
@@ -314,6 +323,14 @@ def test_saliency_selection_on_a_hand_checked_example():
     low = select_top(scores=-saliency, perturbable=perturbable, count=count)
     assert high.nonzero()[:, 1].tolist() == [3, 6]  # 7.0 and 8.0; [CLS]'s 9.0 is not perturbable
     assert low.nonzero()[:, 1].tolist() == [1, 4]  # 0.5 and 0.1; padding's 0.0 never counts
+
+
+def test_noise_of_size_zero_changes_nothing_and_says_so(tiny):
+    provider = make_provider(tiny, "1-1", noise_size=0.0)
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    assert not result.changed.any() and not result.delta.abs().max() > 0
+    assert torch.equal(result.embeddings, ctx.token_embeddings)
 
 
 @pytest.mark.parametrize("name", ["2-2", "2-3"])
