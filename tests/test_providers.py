@@ -325,6 +325,20 @@ def test_saliency_selection_on_a_hand_checked_example():
     assert low.nonzero()[:, 1].tolist() == [1, 4]  # 0.5 and 0.1; padding's 0.0 never counts
 
 
+def test_wordnet_providers_use_the_lookup_they_are_given(tiny):
+    from noise_training.synonyms import load_or_build_synonym_table
+
+    keys = set()
+    for lookup in ("exact", "morphy"):
+        provider = make_provider(tiny, "wordnet_1.0", wordnet_lookup=lookup)
+        expected = load_or_build_synonym_table(tokenizer=tiny["tokenizer"], cache_dir=tiny["cache"] / "synonyms",
+                                               lookup=lookup)
+        assert provider.table.key == expected.key
+        assert torch.equal(provider.table.offsets.cpu(), expected.offsets)
+        keys.add(provider.table.key)
+    assert len(keys) == 2
+
+
 def test_noise_of_size_zero_changes_nothing_and_says_so(tiny):
     provider = make_provider(tiny, "1-1", noise_size=0.0)
     ctx, _ = make_context(tiny, provider)
