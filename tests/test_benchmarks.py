@@ -51,8 +51,21 @@ def test_tools_benchmark_times_ours_against_a_hand_loop_and_trainer(tiny, tmp_pa
     assert main(["--model", str(tiny["model"]), "--cache_dir", str(tiny["cache"]), *COMMON, "--json",
                  str(out)]) == 0
     steps = json.loads(out.read_text())["steps"]
-    assert set(steps) == {"hand", "none", "trainer", "1-1", "trainer:1-1"}
+    assert set(steps) == {"hand", "hand:again", "none", "trainer", "1-1", "trainer:1-1"}
     for figures in steps.values():
         assert len(figures["wall_s"]) == len(figures["cpu_s"]) == 2 and min(figures["wall_s"]) > 0
     printed = capsys.readouterr().out
-    assert "none / hand" in printed and "1-1 / trainer:1-1" in printed
+    assert "none / hand" in printed and "1-1 / trainer:1-1" in printed and "hand:again / hand" in printed
+
+
+def test_paired_ratio_is_the_median_of_the_rounds_ratios_with_an_interval_around_it():
+    from benchmarks.bench_vs_tools import paired_ratio
+
+    # rounds of very different widths, one ratio throughout: the interval collapses onto it
+    median, low, high = paired_ratio([1.1, 2.2, 3.3, 11.0, 0.55], [1.0, 2.0, 3.0, 10.0, 0.5])
+    assert median == pytest.approx(1.1) and low == pytest.approx(1.1) and high == pytest.approx(1.1)
+    # the rounds' ratios 2, 0.5, 1.5: their median is 1.5, the ratio of the medians 1.0
+    assert paired_ratio([2.0, 1.0, 3.0], [1.0, 2.0, 2.0])[0] == pytest.approx(1.5)
+    noisy = [1.0, 1.2, 0.9, 1.1, 1.05, 0.95, 1.3, 1.0, 1.02]
+    median, low, high = paired_ratio(noisy, [1.0] * len(noisy))
+    assert median == pytest.approx(1.02) and low < median < high and low >= 0.9 and high <= 1.3
