@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,29 @@ def anli_dir() -> Path:
     if not (folder / "R1" / "dev.jsonl").is_file():
         pytest.skip(f"ANLI_DIR={value} holds no R1/dev.jsonl: the real ANLI files are needed for this test")
     return folder
+
+
+@pytest.fixture(scope="session")
+def snli_dir() -> Path:
+    """The real SNLI 1.0 folder named by $SNLI_DIR (CI points it at ../shared/data/snli)."""
+    value = os.environ.get("SNLI_DIR")
+    if not value:
+        pytest.skip("SNLI_DIR is not set: the real SNLI 1.0 dev/test jsonl files are needed for this test")
+    folder = Path(value)
+    if not (folder / "snli_dev.jsonl").is_file() or not (folder / "snli_test.jsonl").is_file():
+        pytest.skip(f"SNLI_DIR={value} holds no snli_dev.jsonl/snli_test.jsonl: the real SNLI files are needed")
+    return folder
+
+
+@pytest.fixture
+def data(tiny, tmp_path) -> Path:
+    """A private copy of the module's tiny data folder (``tiny["data"]``), to spoil."""
+    return Path(shutil.copytree(tiny["data"], tmp_path / "anli"))
+
+
+@pytest.fixture(scope="session")
+def wordnet_info():
+    """Real WordNet 3.0, loaded (what the WordNet providers read)."""
+    from noise_training.wordnet_data import ensure_wordnet
+
+    return ensure_wordnet()

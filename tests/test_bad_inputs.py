@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from train_runs import fails_cleanly, train_args
 from conftest import REPO_ROOT
 from mt_dnn.checkpoint import CheckpointManager, write_checkpoint
 from mt_dnn.cli_train import main as train_main
@@ -36,37 +37,6 @@ def tiny(tmp_path_factory):
     return tiny_anli_setup(tmp_path_factory.mktemp("bad"), train=16)
 
 
-@pytest.fixture
-def data(tiny, tmp_path):
-    """A private copy of the data folder, to spoil."""
-    return Path(shutil.copytree(tiny["data"], tmp_path / "anli"))
-
-
-def _args(tiny, out, *extra, data=None):
-    return ["--model", str(tiny["model"]), "--data_dir", str(data or tiny["data"]), "--cache_dir", str(tiny["cache"]),
-            "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev", "--epochs", "1",
-            "--batch_size", "8", "--max_seq_len", "48", "--no_progress", "--output_dir", str(out), *extra]
-
-
-def _snapshot(folder: Path):
-    if not folder.exists():
-        return None
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
-
-
-def _fails(argv, capsys, *, starts: str, code: int = 2, out: Path | None = None, main=train_main) -> str:
-    """Run ``main(argv)``; check the exit code, the one error line's start, and the output folder."""
-    out = out or Path(argv[argv.index("--output_dir") + 1])
-    before = _snapshot(out)
-    assert main(argv) == code
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    assert errors[0].startswith("error: " + starts), errors[0]
-    assert _snapshot(out) == before, "the output folder changed"
-    return errors[0]
-
-
 # -- data files ---------------------------------------------------------------------------------
 
 def _rewrite(path: Path, line_number: int, new_line: bytes) -> None:
@@ -78,38 +48,38 @@ def _rewrite(path: Path, line_number: int, new_line: bytes) -> None:
 def test_malformed_json_line(tiny, data, tmp_path, capsys):
     train = data / "R1" / "train.jsonl"
     _rewrite(train, 3, b'{"uid": "x", "context": "a dog"')
-    _fails(_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}:3: malformed JSON")
+    fails_cleanly(train_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}:3: malformed JSON")
 
 
 def test_missing_field(tiny, data, tmp_path, capsys):
     train = data / "R1" / "train.jsonl"
     _rewrite(train, 2, json.dumps({"uid": "x", "context": "a dog .", "label": "e"}).encode())
-    _fails(_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}:2: missing field 'hypothesis'")
+    fails_cleanly(train_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}:2: missing field 'hypothesis'")
 
 
 def test_label_outside_the_tasks_labels(tiny, data, tmp_path, capsys):
     dev = data / "R1" / "dev.jsonl"
     _rewrite(dev, 5, json.dumps({"uid": "x", "context": "a dog .", "hypothesis": "a cat .", "label": "maybe"}).encode())
-    line = _fails(_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{dev}:5: label 'maybe'")
+    line = fails_cleanly(train_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{dev}:5: label 'maybe'")
     assert "e, n, c" in line
 
 
 def test_empty_file(tiny, data, tmp_path, capsys):
     train = data / "R1" / "train.jsonl"
     train.write_bytes(b"\n\n")
-    _fails(_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}: empty file")
+    fails_cleanly(train_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}: empty file")
 
 
 def test_missing_split_file(tiny, data, tmp_path, capsys):
     (data / "R1" / "dev.jsonl").unlink()
-    _fails(_args(tiny, tmp_path / "run", data=data), capsys,
+    fails_cleanly(train_args(tiny, tmp_path / "run", data=data), capsys,
            starts=f"missing split file(s): anli:r1_dev ({data / 'R1' / 'dev.jsonl'})")
 
 
 def test_undecodable_bytes(tiny, data, tmp_path, capsys):
     train = data / "R1" / "train.jsonl"
     _rewrite(train, 4, b'{"uid": "x", "context": "caf\xe9", "hypothesis": "a", "label": "e"}')
-    _fails(_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}:4: not valid UTF-8")
+    fails_cleanly(train_args(tiny, tmp_path / "run", data=data), capsys, starts=f"{train}:4: not valid UTF-8")
 
 
 def test_bom_and_crlf_are_accepted(tiny, data, tmp_path):
@@ -117,7 +87,7 @@ def test_bom_and_crlf_are_accepted(tiny, data, tmp_path):
         path = data / "R1" / f"{split}.jsonl"
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
     out = tmp_path / "run"
-    assert train_main(_args(tiny, out, data=data)) == 0
+    assert train_main(train_args(tiny, out, data=data)) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert next(r for r in records if r["kind"] == "train_epoch")["examples"] == 16
     assert next(r for r in records if r["kind"] == "eval")["examples"] == 8
@@ -140,7 +110,7 @@ ANLI_YAML = (REPO_ROOT / "task_defs" / "anli.yml").read_text()
 def test_bad_task_definition(tiny, tmp_path, capsys, case, text, starts):
     yml = tmp_path / "tasks.yml"
     yml.write_text(text)
-    line = _fails(_args(tiny, tmp_path / "run", "--task_def", str(yml)), capsys, starts=starts.format(yml=yml))
+    line = fails_cleanly(train_args(tiny, tmp_path / "run", "--task_def", str(yml)), capsys, starts=starts.format(yml=yml))
     if case == "syntax":
         assert re.match(rf"error: {re.escape(str(yml))}:\d+: invalid YAML: expected ',' or ']'", line), line
     if case == "duplicate task":
@@ -151,7 +121,7 @@ def test_same_task_in_two_files(tiny, tmp_path, capsys):
     first, second = tmp_path / "a.yml", tmp_path / "b.yml"
     first.write_text(ANLI_YAML)
     second.write_text(ANLI_YAML)
-    _fails(_args(tiny, tmp_path / "run", "--task_def", str(first), str(second)), capsys,
+    fails_cleanly(train_args(tiny, tmp_path / "run", "--task_def", str(first), str(second)), capsys,
            starts=f"{second}: anli: duplicate task name")
 
 
@@ -159,7 +129,7 @@ def test_yaml_is_loaded_safely(tiny, tmp_path, capsys):
     yml = tmp_path / "tasks.yml"
     marker = tmp_path / "pwned"
     yml.write_text(f"anli: !!python/object/apply:os.system ['touch {marker}']\n")
-    _fails(_args(tiny, tmp_path / "run", "--task_def", str(yml)), capsys,
+    fails_cleanly(train_args(tiny, tmp_path / "run", "--task_def", str(yml)), capsys,
            starts=f"{yml}:1: invalid YAML: could not determine a constructor")
     assert not marker.exists()
 
@@ -179,14 +149,14 @@ def test_yaml_is_loaded_safely(tiny, tmp_path, capsys):
     (["--perturbation", "none", "--noise_size", "0.3"], "--noise_size does not apply to --perturbation none"),
 ])
 def test_bad_flag_values(tiny, tmp_path, capsys, extra, starts):
-    _fails(_args(tiny, tmp_path / "run", *extra), capsys, starts=starts)
+    fails_cleanly(train_args(tiny, tmp_path / "run", *extra), capsys, starts=starts)
 
 
 def test_model_path_that_does_not_exist(tiny, tmp_path, capsys):
     missing = tmp_path / "no_such_model"
-    argv = _args(tiny, tmp_path / "run")
+    argv = train_args(tiny, tmp_path / "run")
     argv[argv.index("--model") + 1] = str(missing)
-    _fails(argv, capsys, starts=f"--model {missing}: no such folder")
+    fails_cleanly(argv, capsys, starts=f"--model {missing}: no such folder")
 
 
 def test_tokenizer_larger_than_the_embedding_matrix(tiny, tmp_path, capsys):
@@ -196,9 +166,9 @@ def test_tokenizer_larger_than_the_embedding_matrix(tiny, tmp_path, capsys):
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokenizer.add_tokens([f"extra{i}" for i in range(5)])
     tokenizer.save_pretrained(model)
-    argv = _args(tiny, tmp_path / "run")
+    argv = train_args(tiny, tmp_path / "run")
     argv[argv.index("--model") + 1] = str(model)
-    line = _fails(argv, capsys, starts=f"--model {model}: the tokenizer has {len(tokenizer)} tokens")
+    line = fails_cleanly(argv, capsys, starts=f"--model {model}: the tokenizer has {len(tokenizer)} tokens")
     assert "embedding matrix" in line
 
 
@@ -209,12 +179,12 @@ def test_output_folder_of_another_run(tiny, tmp_path, capsys):
     out.mkdir()
     (out / "run_config.json").write_text("{}")
     (out / "metrics.jsonl").write_text("")
-    _fails(_args(tiny, out), capsys, starts=f"--output_dir {out}: holds another run's results")
+    fails_cleanly(train_args(tiny, out), capsys, starts=f"--output_dir {out}: holds another run's results")
 
 
 def test_corrupt_cache_file_is_rebuilt_with_a_warning(tiny, tmp_path, caplog):
     cache = tmp_path / "cache"
-    argv = _args(tiny, tmp_path / "first")
+    argv = train_args(tiny, tmp_path / "first")
     argv[argv.index("--cache_dir") + 1] = str(cache)
     assert train_main(argv) == 0
     files = sorted((cache / "tokens").glob("*.npz"))
@@ -233,7 +203,7 @@ def test_corrupt_cache_file_is_rebuilt_with_a_warning(tiny, tmp_path, caplog):
 def stopped_run(tiny, tmp_path):
     """A run stopped after 1 update: one checkpoint to spoil, then --resume."""
     out = tmp_path / "run"
-    assert train_main(_args(tiny, out, "--stop_at_step", "1")) == 0
+    assert train_main(train_args(tiny, out, "--stop_at_step", "1")) == 0
     checkpoints = CheckpointManager(out / "checkpoints").step_checkpoints()
     assert len(checkpoints) == 1
     return out, checkpoints[0]
@@ -244,7 +214,7 @@ def test_corrupt_checkpoint(tiny, stopped_run, capsys):
     data = bytearray(checkpoint.read_bytes())
     data[-50] ^= 0xFF
     checkpoint.write_bytes(bytes(data))
-    line = _fails(_args(tiny, out, "--resume"), capsys,
+    line = fails_cleanly(train_args(tiny, out, "--resume"), capsys,
                   starts=f"{out / 'checkpoints'}: no valid checkpoint to resume from")
     assert f"{checkpoint}: corrupt checkpoint" in line
 
@@ -259,7 +229,7 @@ def test_checkpoint_with_code_is_refused(tiny, stopped_run, capsys):
             return (os.system, (f"touch {marker}",))
 
     write_checkpoint(checkpoint, {"model": Payload()}, info={"step": 1})
-    line = _fails(_args(tiny, out, "--resume"), capsys, starts=f"{out / 'checkpoints'}: no valid checkpoint")
+    line = fails_cleanly(train_args(tiny, out, "--resume"), capsys, starts=f"{out / 'checkpoints'}: no valid checkpoint")
     assert "cannot load checkpoint" in line and not marker.exists()
 
 
@@ -277,7 +247,7 @@ def test_archive_checksum_mismatch(tmp_path, capsys):
     target = tmp_path / "data" / "anli_v1.0"
     wrong = hashlib.sha256(b"something else").hexdigest()
     argv = ["download-anli", "--data_dir", str(target), "--url", archive.as_uri(), "--archive_sha256", wrong]
-    _fails(argv, capsys, main=data_main, code=1, out=target,
+    fails_cleanly(argv, capsys, main=data_main, code=1, out=target,
            starts=f"checksum mismatch for archive {archive.as_uri()}: expected sha256 {wrong}")
     assert not any(target.parent.iterdir())  # no temporary download or extraction left beside it
 
@@ -285,7 +255,7 @@ def test_archive_checksum_mismatch(tmp_path, capsys):
 def test_archive_member_outside_the_target_folder(tmp_path, capsys):
     archive = _zip(tmp_path / "anli.zip", {"anli_v1.0/R1/dev.jsonl": b"{}\n", "../../escaped.txt": b"x"})
     target = tmp_path / "data" / "anli_v1.0"
-    _fails(["download-anli", "--data_dir", str(target), "--url", archive.as_uri()], capsys, main=data_main, code=1,
+    fails_cleanly(["download-anli", "--data_dir", str(target), "--url", archive.as_uri()], capsys, main=data_main, code=1,
            out=target, starts="unsafe archive member '../../escaped.txt'")
     assert not (tmp_path / "escaped.txt").exists() and not any(target.parent.iterdir())
 
@@ -302,7 +272,7 @@ def test_train_py_prints_one_line_and_exits_2(tiny, data, tmp_path):
     train = data / "R1" / "train.jsonl"
     _rewrite(train, 7, b"[1, 2]")
     out = tmp_path / "run"
-    done = _train_py(*_args(tiny, out, data=data))
+    done = _train_py(*train_args(tiny, out, data=data))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == f"error: {train}:7: expected a JSON object, got list"
     assert not out.exists()
@@ -311,9 +281,9 @@ def test_train_py_prints_one_line_and_exits_2(tiny, data, tmp_path):
 def test_debug_raises_instead(tiny, tmp_path):
     """--debug lets the exception through, so Python prints its traceback."""
     with pytest.raises(UserError, match=r"^--top_k: expected a number >= 1, got 0$"):
-        train_main(_args(tiny, tmp_path / "run", "--top_k", "0", "--perturbation", "1-2", "--debug"))
+        train_main(train_args(tiny, tmp_path / "run", "--top_k", "0", "--perturbation", "1-2", "--debug"))
     with pytest.raises(UserError, match="malformed JSON"):
         data = Path(shutil.copytree(tiny["data"], tmp_path / "anli"))
         _rewrite(data / "R1" / "dev.jsonl", 2, b"{")
-        train_main(_args(tiny, tmp_path / "run", "--debug", data=data))
+        train_main(train_args(tiny, tmp_path / "run", "--debug", data=data))
     assert not (tmp_path / "run").exists()

@@ -16,8 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -28,6 +26,7 @@ from conftest import REPO_ROOT
 from mt_dnn.checkpoint import CheckpointManager
 from mt_dnn.cli_train import main as train_main
 from tiny_models import SIGNAL_INIT, tiny_anli_setup, tiny_bert
+from train_runs import start_training, wait_for
 
 UPDATES_PER_EPOCH = 30  # 120 examples in batches of 4
 
@@ -57,26 +56,8 @@ def reference(tiny):
 
 
 def _launch(tiny, out, *extra, env_extra=None):
-    # same intra-op thread count as this process, so both do the same float operations
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", **(env_extra or {})}
-    log = open(tiny["root"] / f"{out.name}.log", "wb")
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "train_hooks.py"), *_args(tiny, out, *extra)],
-                               cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    return process
-
-
-def _wait_for(process, condition, *, what, timeout=900.0):
-    # a generous limit on a loaded machine: the process waits at the pause until it is killed
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"training exited (code {process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return start_training(_args(tiny, out, *extra), log_path=tiny["root"] / f"{out.name}.log", hooks=True,
+                          env_extra=env_extra)
 
 
 def _kill(process, sig=signal.SIGKILL) -> int:
@@ -111,7 +92,7 @@ def test_sigkill_between_checkpoints_then_resume(tiny, reference):
     marker = tiny["root"] / "kill_between.paused"
     # paused inside update 15: updates 11-14 are done, and lost with the process
     process = _launch(tiny, out, env_extra={"TEST_PAUSE_AT_STEP": "15", "TEST_PAUSE_MARKER": str(marker)})
-    _wait_for(process, marker.exists, what="the pause inside update 15")
+    wait_for(process, marker.exists, what="the pause inside update 15")
     assert _kill(process) == -signal.SIGKILL
     assert not (out / "run_summary.json").exists() and _steps(out) == [10]
     assert train_main(_args(tiny, out, "--resume")) == 0
@@ -123,7 +104,7 @@ def test_sigkill_during_a_checkpoint_write_then_resume(tiny, reference, caplog):
     marker = tiny["root"] / "kill_writing.paused"
     # the second write (update 20) pauses with its temporary file complete, not yet renamed
     process = _launch(tiny, out, env_extra={"TEST_PAUSE_AT_CHECKPOINT_WRITE": "2", "TEST_PAUSE_MARKER": str(marker)})
-    _wait_for(process, marker.exists, what="the pause in the write of the checkpoint of update 20")
+    wait_for(process, marker.exists, what="the pause in the write of the checkpoint of update 20")
     folder = out / "checkpoints"
     assert (folder / "step-000000010.json").exists() and any(
         p.name.startswith(".step-000000020.pt.") and p.name.endswith(".tmp") for p in folder.iterdir())

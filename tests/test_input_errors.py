@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from train_runs import fails_cleanly, train_args
 from conftest import REPO_ROOT
 from mt_dnn.cli_train import main as train_main
 from tiny_models import tiny_anli_setup, tiny_roberta
@@ -27,33 +28,10 @@ def tiny(tmp_path_factory):
     return tiny_anli_setup(tmp_path_factory.mktemp("inputs"), train=16)
 
 
-@pytest.fixture
-def data(tiny, tmp_path):
-    return Path(shutil.copytree(tiny["data"], tmp_path / "anli"))
-
-
-def _args(tiny, out, *extra, data=None, model=None):
-    return ["--model", str(model or tiny["model"]), "--data_dir", str(data or tiny["data"]),
-            "--cache_dir", str(tiny["cache"]), "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev",
-            "--epochs", "1", "--batch_size", "8", "--max_seq_len", "48", "--no_progress", "--output_dir", str(out),
-            *extra]
-
-
 def _with(argv, flag, value):
     argv = list(argv)
     argv[argv.index(flag) + 1] = value
     return argv
-
-
-def _fails(argv, capsys, *, starts: str, out: Path) -> str:
-    existed = out.exists()
-    assert train_main(argv) == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    assert errors[0].startswith("error: " + starts), errors[0]
-    assert out.exists() == existed and (not existed or not any(out.iterdir())), "something was written"
-    return errors[0]
 
 
 # -- flags ----------------------------------------------------------------------------------------
@@ -65,7 +43,7 @@ def _fails(argv, capsys, *, starts: str, out: Path) -> str:
 ])
 def test_seed_out_of_range(tiny, tmp_path, capsys, seed, starts):
     out = tmp_path / "run"
-    _fails(_args(tiny, out, "--seed", seed), capsys, starts=starts, out=out)
+    fails_cleanly(train_args(tiny, out, "--seed", seed), capsys, starts=starts, out=out)
 
 
 @pytest.mark.parametrize("value, starts", [
@@ -77,30 +55,30 @@ def test_seed_out_of_range(tiny, tmp_path, capsys, seed, starts):
 ])
 def test_max_seq_len_range_from_the_models_config(tiny, tmp_path, capsys, value, starts):
     out = tmp_path / "run"
-    _fails(_with(_args(tiny, out), "--max_seq_len", value), capsys, starts=starts.format(model=tiny["model"]), out=out)
+    fails_cleanly(_with(train_args(tiny, out), "--max_seq_len", value), capsys, starts=starts.format(model=tiny["model"]), out=out)
 
 
 def test_max_seq_len_limits_of_roberta_and_the_real_minilm(tiny, tmp_path, capsys, minilm_path):
     roberta = tiny_roberta(tmp_path / "roberta")  # 130 positions, numbered from padding_idx 1 + 1
     out = tmp_path / "run"
-    _fails(_with(_args(tiny, out, model=roberta), "--max_seq_len", "129"), capsys, out=out,
+    fails_cleanly(_with(train_args(tiny, out, model=roberta), "--max_seq_len", "129"), capsys, out=out,
            starts=f"--max_seq_len: expected at most 128 (the positions of --model {roberta}), got 129")
-    _fails(_with(_args(tiny, out, model=roberta), "--max_seq_len", "5"), capsys, out=out,
+    fails_cleanly(_with(train_args(tiny, out, model=roberta), "--max_seq_len", "5"), capsys, out=out,
            starts="--max_seq_len: expected at least 6 (4 special tokens")
-    _fails(_with(_args(tiny, out, model=minilm_path), "--max_seq_len", "513"), capsys, out=out,
+    fails_cleanly(_with(train_args(tiny, out, model=minilm_path), "--max_seq_len", "513"), capsys, out=out,
            starts=f"--max_seq_len: expected at most 512 (the positions of --model {minilm_path}), got 513")
 
 
 def test_smallest_max_seq_len_keeps_text_of_both_halves(tiny, tmp_path):
     out = tmp_path / "run"
-    assert train_main(_with(_args(tiny, out), "--max_seq_len", "5")) == 0
+    assert train_main(_with(train_args(tiny, out), "--max_seq_len", "5")) == 0
     predictions = (out / "predictions" / "epoch1_anli_r1_dev.jsonl").read_text().splitlines()
     assert len(predictions) == 8
 
 
 def test_empty_output_dir(tiny, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _fails(_with(_args(tiny, tmp_path / "unused"), "--output_dir", ""), capsys, out=tmp_path / "unused",
+    fails_cleanly(_with(train_args(tiny, tmp_path / "unused"), "--output_dir", ""), capsys, out=tmp_path / "unused",
            starts="--output_dir: expected a folder path, got an empty string")
     assert not any(tmp_path.iterdir())
 
@@ -112,7 +90,7 @@ def test_truncated_model_safetensors(tiny, tmp_path, capsys):
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     out = tmp_path / "run"
-    line = _fails(_args(tiny, out, model=model), capsys, out=out, starts=f"{weights}: truncated safetensors file (")
+    line = fails_cleanly(train_args(tiny, out, model=model), capsys, out=out, starts=f"{weights}: truncated safetensors file (")
     assert "download the model again" in line
 
 
@@ -120,7 +98,7 @@ def test_broken_model_config(tiny, tmp_path, capsys):
     model = Path(shutil.copytree(tiny["model"], tmp_path / "model"))
     (model / "config.json").write_text('{"model_type": "bert",\n "hidden_size": }')
     out = tmp_path / "run"
-    _fails(_args(tiny, out, model=model), capsys, out=out,
+    fails_cleanly(train_args(tiny, out, model=model), capsys, out=out,
            starts=f"{model / 'config.json'}:2: malformed JSON (Expecting value at column 17)")
 
 
@@ -145,7 +123,7 @@ def test_data_line_that_json_or_unicode_cannot_take(tiny, data, tmp_path, capsys
     train = data / "R1" / "train.jsonl"
     _replace_line(train, 5, line)
     out = tmp_path / "run"
-    _fails(_args(tiny, out, data=data), capsys, out=out, starts=starts.format(train=train))
+    fails_cleanly(train_args(tiny, out, data=data), capsys, out=out, starts=starts.format(train=train))
 
 
 @pytest.mark.parametrize("text, starts", [
@@ -156,7 +134,7 @@ def test_task_definition_that_yaml_cannot_take(tiny, tmp_path, capsys, text, sta
     yml = tmp_path / "tasks.yml"
     yml.write_text(text)
     out = tmp_path / "run"
-    _fails(_args(tiny, out, "--task_def", str(yml)), capsys, out=out, starts=starts.format(yml=yml))
+    fails_cleanly(train_args(tiny, out, "--task_def", str(yml)), capsys, out=out, starts=starts.format(yml=yml))
 
 
 def test_the_real_command_exits_2_with_one_line(tiny, data, tmp_path):
@@ -164,7 +142,7 @@ def test_the_real_command_exits_2_with_one_line(tiny, data, tmp_path):
     _replace_line(train, 3, '{"uid": "x", "context": "\\ud83d", "hypothesis": "h", "label": "n"}')
     out = tmp_path / "new" / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *_args(tiny, out, data=data)],
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *train_args(tiny, out, data=data)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
@@ -197,7 +175,7 @@ def test_suspicious_data_is_warned_about_with_counts(tiny, data, tmp_path, caplo
         out = tmp_path / attempt.replace(" ", "_")
         caplog.clear()
         with caplog.at_level("WARNING", logger="mt_dnn.data_checks"):
-            assert train_main(_with(_args(tiny, out, data=data), "--cache_dir", str(cache))) == 0
+            assert train_main(_with(train_args(tiny, out, data=data), "--cache_dir", str(cache))) == 0
         warnings = [r.getMessage() for r in caplog.records if r.name == "mt_dnn.data_checks"]
         assert warnings == expected, attempt
     predictions = (tmp_path / "read" / "predictions" / "epoch1_anli_r1_dev.jsonl").read_text().splitlines()

@@ -25,6 +25,7 @@ from mt_dnn.checkpoint import PAUSE_ENV
 from mt_dnn.cli_train import main as train_main
 from mt_dnn.run_lock import LOCK_NAME
 from tiny_models import tiny_anli_setup, write_anli_like
+from train_runs import start_training, train_args, training_env, wait_for
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,39 +36,14 @@ def tiny(tmp_path_factory):
     return tiny_anli_setup(tmp_path_factory.mktemp("lock"), train=32)
 
 
-def _args(tiny, out, *extra):
-    return ["--model", str(tiny["model"]), "--data_dir", str(tiny["data"]), "--cache_dir", str(tiny["cache"]),
-            "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev", "--epochs", "1",
-            "--batch_size", "8", "--max_seq_len", "48", "--no_progress", "--output_dir", str(out), *extra]
-
-
-def _env(**extra):
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
-
-
 def _start(tiny, out, *extra, pause=None, log_name="holder"):
-    env = _env(**({PAUSE_ENV: str(pause)} if pause else {}))
-    log = open(tiny["root"] / f"{out.name}-{log_name}.log", "wb")
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *_args(tiny, out, *extra)],
-                               cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    return process
+    return start_training(train_args(tiny, out, *extra), log_path=tiny["root"] / f"{out.name}-{log_name}.log",
+                          env_extra={PAUSE_ENV: str(pause)} if pause else None)
 
 
 def _train_py(tiny, out, *extra):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *_args(tiny, out, *extra)], cwd=REPO_ROOT,
-                          env=_env(), capture_output=True, text=True, timeout=300)
-
-
-def _wait_for(process, condition, *, what, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the holder exited (code {process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *train_args(tiny, out, *extra)],
+                          cwd=REPO_ROOT, env=training_env(), capture_output=True, text=True, timeout=300)
 
 
 def _writing_checkpoint(out: Path) -> bool:
@@ -91,7 +67,7 @@ def test_second_writer_stops_at_once_whatever_its_flags(tiny):
     out = tiny["root"] / "held"
     holder = _start(tiny, out, "--save_every", "2", pause=600)
     try:
-        _wait_for(holder, lambda: _writing_checkpoint(out), what="its first checkpoint write")
+        wait_for(holder, lambda: _writing_checkpoint(out), what="its first checkpoint write")
         before = _snapshot(out)
         for extra in (["--overwrite"], ["--resume"], []):
             started = time.monotonic()
@@ -140,7 +116,7 @@ def test_lock_held_on_another_host_is_not_taken_over(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / LOCK_NAME).write_text(json.dumps({"pid": 4242, "host": "node-17.cluster", "since": "yesterday"}))
-    assert train_main(_args(tiny, out)) == 2
+    assert train_main(train_args(tiny, out)) == 2
     line = _error_line(capsys.readouterr().err)
     assert line == (f"error: --output_dir {out}: another train.py is writing this run (pid 4242 on host "
                     f"node-17.cluster, since yesterday); if that process is gone, delete {out / LOCK_NAME}")
@@ -153,7 +129,7 @@ def test_live_holder_on_this_host_and_stale_or_unreadable_locks(tiny, tmp_path, 
     lock = out / LOCK_NAME
     # this very process is alive: a lock naming it is held
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    assert train_main(_args(tiny, out)) == 2
+    assert train_main(train_args(tiny, out)) == 2
     assert f"(pid {os.getpid()} on host {socket.gethostname()})" in _error_line(capsys.readouterr().err)
     assert not (out / "run_config.json").exists()
 
@@ -162,7 +138,7 @@ def test_live_holder_on_this_host_and_stale_or_unreadable_locks(tiny, tmp_path, 
     gone.wait()
     lock.write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname()}))
     with caplog.at_level(logging.WARNING, logger="mt_dnn.run_lock"):
-        assert train_main(_args(tiny, out, "--stop_at_step", "1")) == 0
+        assert train_main(train_args(tiny, out, "--stop_at_step", "1")) == 0
     assert f"took over a lock left by pid {gone.pid}" in caplog.text
     assert not lock.exists()
 
@@ -172,7 +148,7 @@ def test_live_holder_on_this_host_and_stale_or_unreadable_locks(tiny, tmp_path, 
     os.utime(lock, (old, old))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mt_dnn.run_lock"):
-        assert train_main(_args(tiny, out, "--resume")) == 0
+        assert train_main(train_args(tiny, out, "--resume")) == 0
     assert "took over an unreadable lock file" in caplog.text
 
 
@@ -183,7 +159,7 @@ def test_a_failed_check_removes_the_folder_it_created_for_the_lock(tiny, tmp_pat
     train = bad / "R1" / "train.jsonl"
     train.write_text(train.read_text() + "{broken\n")
     out = tmp_path / "new" / "deeper" / "run"
-    argv = _args(tiny, out)
+    argv = train_args(tiny, out)
     argv[argv.index("--data_dir") + 1] = str(bad)
     assert train_main(argv) == 2
     assert f"{train}:9: malformed JSON" in _error_line(capsys.readouterr().err)
@@ -196,8 +172,8 @@ def test_torchrun_rank0_holds_the_lock_for_all_ranks(tiny, tmp_path):
     out.mkdir()
     (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(REPO_ROOT / "train.py"), *_args(tiny, out)]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+               str(REPO_ROOT / "train.py"), *train_args(tiny, out)]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=training_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     held = f"--output_dir {out}: another train.py is writing this run (pid {os.getpid()}"
     assert f"error: {held}" in done.stderr and f"error: rank 1: {held}" in done.stderr, done.stderr[-3000:]

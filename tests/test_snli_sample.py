@@ -10,7 +10,6 @@ regeneration script cuts from them.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -32,17 +31,6 @@ REAL_COUNTS = {"dev": (9842, 3329, 3235, 3278), "test": (9824, 3368, 3219, 3237)
 @pytest.fixture(scope="module")
 def snli_task():
     return load_task_defs(paths=[SNLI_YML])["snli"]
-
-
-@pytest.fixture(scope="module")
-def snli_dir() -> Path:
-    value = os.environ.get("SNLI_DIR")
-    if not value:
-        pytest.skip("SNLI_DIR is not set: the real SNLI 1.0 dev/test jsonl files are needed for this test")
-    folder = Path(value)
-    if not (folder / "snli_dev.jsonl").is_file() or not (folder / "snli_test.jsonl").is_file():
-        pytest.skip(f"SNLI_DIR={value} holds no snli_dev.jsonl/snli_test.jsonl: the real SNLI files are needed")
-    return folder
 
 
 def _read(task, folder: Path, split: str):
