@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -12,41 +11,20 @@ from matplotlib.image import imread
 
 from experiments import plots
 from experiments.summarize import load_runs, summarize
-
-SIZES = {"r1": 1000, "r2": 1000, "r3": 1200}
+import synthetic_runs
 
 
 def write_run(folder: Path, *, model: str, perturbation: str, seed: int, test_all: float,
               options: dict | None = None, noise_share: float | None = None, logged: float | None = None,
               finished: bool = True) -> None:
-    """A two-epoch run per docs/run_format.md; epoch 1 is best on dev, test per round = test_all."""
-    folder.mkdir(parents=True)
-    (folder / "run_config.json").write_text(json.dumps({
-        "model": model, "perturbation": perturbation, "perturbation_options": options or {}, "seed": seed,
-        "device": "cuda", "device_name": "NVIDIA H200",
-    }))
-    lines = []
-    for epoch, dev in ((1, 0.50), (2, 0.45)):
-        train = {"kind": "train_epoch", "epoch": epoch, "global_step": 10 * epoch, "train_loss": 1.0, "updates": 10,
-                 "seconds": 2.0, "seconds_per_update": 0.2, "forward_passes_per_update": 2.0,
-                 "backward_passes_per_update": 1.0}
-        if noise_share is not None:
-            train["perturbation"] = {"changed_share": 1.0, "noise_share": noise_share, "adv_loss": 0.0,
-                                     "skipped_steps": 0}
-            if logged is not None:  # smart_mtdnn: the size MT-DNN's own code logs
-                train["perturbation"]["mtdnn_logged_share"] = logged
-        lines.append(train)
-        for role, accuracy in (("dev", dev + seed / 1000), ("test", test_all + seed / 1000)):
-            for split, size in SIZES.items():
-                lines.append({"kind": "eval", "epoch": epoch, "global_step": 10 * epoch, "task": "anli",
-                              "split": f"{split}_{role}", "role": role, "accuracy": accuracy, "loss": 1.0,
-                              "examples": size, "wall_time_s": 1.0})
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    (folder / "run_summary.json").write_text(json.dumps({
-        "finished": finished, "epochs": 2, "updates": 20, "wall_time_s": 5.0, "train_seconds": 4.0,
-        "seconds_per_update": 0.2, "forward_passes_per_update": 2.0, "backward_passes_per_update": 1.0,
-        "best_epoch": 1, "best_dev_accuracy": 0.5,
-    }))
+    """A two-epoch run; epoch 1 is best on dev, test per round = test_all (plus seed / 1000)."""
+    shift = seed / 1000
+    synthetic_runs.write_run(
+        folder, model=model, perturbation=perturbation, seed=seed, options=options, finished=finished,
+        dev={1: (0.50 + shift,) * 3, 2: (0.45 + shift,) * 3}, test={1: (test_all + shift,) * 3, 2: (test_all + shift,) * 3},
+        pooled=False, seconds_per_update=0.2, passes=(2.0, 1.0), best_epoch=1, updates_per_epoch=10,
+        shares=None if noise_share is None else [(1.0, noise_share)] * 2,
+        logged=None if logged is None else [logged] * 2)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,7 @@ from scipy import stats
 
 from experiments import paper_values, table2, table3
 from experiments.summarize import load_runs, main, render_markdown, reported_epoch, summarize, write_csv
-
-SIZES = {"r1": 1000, "r2": 1000, "r3": 1200}
-H200 = "NVIDIA H200"
+from synthetic_runs import H200, pooled_accuracy, write_run
 
 # Test accuracies (fractions, A1/A2/A3) at the epoch the rule must report (epoch 2).
 BERT_TEST = {
@@ -45,10 +43,6 @@ LOGGED = {"smart_mtdnn": [2e-5, 3e-5, 4e-5]}
 MINILM_TEST = {"none": {1: (0.40, 0.35, 0.34), 2: (0.41, 0.36, 0.33)}, "1-1": {3: (0.43, 0.36, 0.35), 4: (0.42, 0.37, 0.36)}}
 
 
-def _pooled(values: tuple[float, float, float]) -> float:
-    return sum(v * n for v, n in zip(values, SIZES.values())) / sum(SIZES.values())
-
-
 def dev_at(method: str, seed: int) -> dict[int, tuple[float, float, float]]:
     """Dev per epoch: epochs 2 and 3 tie on pooled accuracy (same counts), epoch 1 is worse."""
     shift = 0.002 * seed + 0.001 * list(BERT_TEST).index(method) if method in BERT_TEST else 0.001 * seed
@@ -62,59 +56,6 @@ def dev_at(method: str, seed: int) -> dict[int, tuple[float, float, float]]:
 def by_epoch_test(values: tuple[float, float, float]) -> dict[int, tuple[float, float, float]]:
     """Test per epoch: epoch 3 is clearly best on test, so consulting test would pick it."""
     return {1: tuple(v - 0.05 for v in values), 2: values, 3: tuple(v + 0.05 for v in values)}
-
-
-def write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value), encoding="utf-8")
-
-
-def write_run(folder: Path, *, model: str, perturbation: str, seed: int, dev: dict, test: dict,
-              options: dict | None = None, pooled: bool = True, finished: bool | None = True,
-              device_name: str = H200, seconds_per_update: float = 0.2, passes=(2.0, 1.0),
-              shares=None, logged=None, torn_tail: bool = False) -> Path:
-    write_json(folder / "run_config.json", {
-        "model": model, "perturbation": perturbation, "perturbation_options": options or {}, "seed": seed,
-        "epochs": len(dev), "batch_size": 32, "learning_rate": 2e-5, "train_datasets": ["anli"],
-        "test_datasets": [f"anli:{s}_{r}" for r in ("dev", "test") for s in SIZES],
-        "versions": {"torch": "x", "transformers": "y"}, "device": "cuda", "device_name": device_name,
-        "world_size": 1,
-    })
-    lines = []
-    step = 0
-    for epoch in sorted(dev):
-        step += 100
-        record = {"kind": "train_epoch", "epoch": epoch, "global_step": step, "train_loss": 0.9, "updates": 100,
-                  "seconds": 100 * seconds_per_update, "seconds_per_update": seconds_per_update,
-                  "forward_passes_per_update": passes[0], "backward_passes_per_update": passes[1]}
-        if shares is not None:
-            changed, noise = shares[epoch - 1]
-            record["perturbation"] = {"changed_share": changed, "noise_share": noise, "adv_loss": 0.01,
-                                      "skipped_steps": 0}
-            if logged is not None:
-                record["perturbation"]["mtdnn_logged_share"] = logged[epoch - 1]
-        lines.append(record)
-        for role, table in (("dev", dev), ("test", test)):
-            for (split, size), accuracy in zip(SIZES.items(), table[epoch]):
-                lines.append({"kind": "eval", "epoch": epoch, "global_step": step, "task": "anli",
-                              "split": f"{split}_{role}", "role": role, "accuracy": accuracy, "loss": 1.0,
-                              "examples": size, "wall_time_s": 1.0})
-            if pooled:
-                lines.append({"kind": "eval_pooled", "epoch": epoch, "global_step": step, "task": "anli",
-                              "role": role, "splits": [f"{s}_{role}" for s in SIZES],
-                              "accuracy": _pooled(table[epoch]), "examples": 3200})
-    text = "".join(json.dumps(line) + "\n" for line in lines)
-    if torn_tail:
-        text += '{"kind": "eval", "epoch": 4, "acc'
-    (folder / "metrics.jsonl").write_text(text, encoding="utf-8")
-    if finished is not None:
-        write_json(folder / "run_summary.json", {
-            "finished": finished, "epochs": len(dev), "updates": 100 * len(dev), "wall_time_s": 1000 * seconds_per_update,
-            "train_seconds": 300 * seconds_per_update, "seconds_per_update": seconds_per_update,
-            "forward_passes_per_update": passes[0], "backward_passes_per_update": passes[1],
-            "best_epoch": 2, "best_dev_accuracy": 0.49,
-        })
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +94,7 @@ def expected_percent(method: str, role: str, round_name: str) -> list[float]:
     values = []
     for seed, test_values in sorted(BERT_TEST[method].items()):
         rounds = dev_at(method, seed)[2] if role == "dev" else test_values
-        full = {"A1": rounds[0], "A2": rounds[1], "A3": rounds[2], "All": _pooled(rounds)}
+        full = {"A1": rounds[0], "A2": rounds[1], "A3": rounds[2], "All": pooled_accuracy(rounds)}
         values.append(100 * full[round_name])
     return values
 
@@ -267,7 +208,7 @@ def test_significance_matches_scipy_and_na_cases(summary):
     found = {(c.model, c.method, c.reference): c for c in summary.comparisons}
 
     def test_all(method: str, seeds) -> list[float]:
-        return [100 * _pooled(BERT_TEST[method][s]) for s in seeds]
+        return [100 * pooled_accuracy(BERT_TEST[method][s]) for s in seeds]
 
     paired = found[("bert-base-uncased", "1-1", "none")]
     expected = stats.ttest_rel(test_all("1-1", [1, 2]), test_all("none", [1, 2]))
@@ -299,7 +240,7 @@ def test_significance_matches_scipy_and_na_cases(summary):
         assert one_seed.test == "n/a" and one_seed.p_value is None
 
     welch = found[("packaged-minilm", "1-1", "none")]
-    minilm = {m: [100 * _pooled(v) for _, v in sorted(seeds.items())] for m, seeds in MINILM_TEST.items()}
+    minilm = {m: [100 * pooled_accuracy(v) for _, v in sorted(seeds.items())] for m, seeds in MINILM_TEST.items()}
     assert welch.test == "Welch's t-test"
     assert welch.p_value == pytest.approx(stats.ttest_ind(minilm["1-1"], minilm["none"], equal_var=False).pvalue)
     for reference in ("smart_mtdnn", "smart"):
@@ -407,7 +348,7 @@ def test_cli_writes_csv_and_markdown(runs_dir, tmp_path, capsys):
     assert len(rows) == (6 + 2) * 2 * 4
     row = next(r for r in rows if (r["model"], r["method"], r["role"], r["round"]) == ("bert-base-uncased", "2-1", "test", "All"))
     assert (row["n"], row["std"], row["paper"]) == ("1", "", "49.2")
-    assert float(row["mean"]) == pytest.approx(100 * _pooled(BERT_TEST["2-1"][1]), abs=1e-4)
+    assert float(row["mean"]) == pytest.approx(100 * pooled_accuracy(BERT_TEST["2-1"][1]), abs=1e-4)
     written = write_csv(summary=summarize(runs=load_runs(runs_dir=runs_dir)), out_dir=tmp_path / "again")
     assert sorted(p.name for p in written) == sorted(
         ["accuracy.csv", "significance.csv", "time.csv", "perturbation.csv", "missing.csv", "runs.csv"])
