@@ -35,7 +35,8 @@ import torch
 from mt_dnn.errors import UserError  # noqa: E402
 from noise_training.errors import ProviderError  # noqa: E402
 
-# Model and batches, and the timing of one step, live in their own modules.
+# Model and batches, the timing of one step and the command-line ending live in their own modules.
+from benchmarks.benchmark_cli import load_warning, run_and_report  # noqa: E402
 from benchmarks.step_cost_setup import (  # noqa: E402
     ANLI_EVAL_FILES, RANDOM_INIT_SIZES, REPO_ROOT, anli_examples, benchmark_batches, benchmark_device,
     default_anli_dir, load_model,
@@ -226,26 +227,12 @@ def render(result: dict) -> str:
     if "1-1" in methods and "1-1:two_pass" in methods:
         gain = methods["1-1"]["median_s"] / methods["1-1:two_pass"]["median_s"]
         lines.append(f"  fused 1-1 / two-pass 1-1 = {gain:.3f}")
-    load = result["load_average"]
-    if result["device"] == "cpu" and max(load) > result["cpu_count"]:
-        lines.append(f"WARNING: load average {load[0]:.1f} -> {load[1]:.1f} on {result['cpu_count']} cores: "
-                     "other processes competed for the CPU; medians are inflated (min s is the cleaner figure)")
+    lines += load_warning(result, consequence="medians are inflated (min s is the cleaner figure)")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        result = run_benchmark(args)
-    except (UserError, ProviderError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(render(result))
-    if args.json is not None:
-        from mt_dnn.run_files import atomic_write_json
-
-        atomic_write_json(args.json, result)
-    return 0
+    return run_and_report(argv=argv, parse_args=parse_args, run_benchmark=run_benchmark, render=render)
 
 
 if __name__ == "__main__":

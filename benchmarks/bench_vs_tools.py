@@ -38,10 +38,10 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import torch  # noqa: E402
 
+from benchmarks.benchmark_cli import load_warning, run_and_report  # noqa: E402
 from benchmarks.step_cost_setup import (  # noqa: E402
     RANDOM_INIT_SIZES, REPO_ROOT, benchmark_batches, benchmark_device, load_model,
 )
-from mt_dnn.errors import UserError  # noqa: E402
 
 STEPS = ("hand", "hand:again", "none", "trainer", "1-1", "trainer:1-1")
 RATIOS = (("none", "hand", 1.03), ("hand:again", "hand", None), ("none", "trainer", None),
@@ -224,26 +224,12 @@ def render(result: dict) -> str:
             + (" (interval inside)" if high <= target else " (interval crosses it)" if low <= target else ""))
         lines.append(f"  {ours:>10} / {theirs:<12} {by['median_s']:.3f}  {by['min_s']:.3f}  {by['cpu_median_s']:.3f}"
                      f"  {paired:.3f} [{low:.3f}, {high:.3f}]" + verdict)
-    load = result["load_average"]
-    if result["device"] == "cpu" and max(load) > result["cpu_count"]:
-        lines.append(f"WARNING: load average {load[0]:.1f} -> {load[1]:.1f} on {result['cpu_count']} cores: other "
-                     "processes competed for the CPU; the figures are not a measurement")
+    lines += load_warning(result, consequence="the figures are not a measurement")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    from mt_dnn.run_files import atomic_write_json
-
-    args = parse_args(argv)
-    try:
-        result = run_benchmark(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(render(result))
-    if args.json is not None:
-        atomic_write_json(args.json, result)
-    return 0
+    return run_and_report(argv=argv, parse_args=parse_args, run_benchmark=run_benchmark, render=render)
 
 
 if __name__ == "__main__":

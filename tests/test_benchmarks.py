@@ -69,3 +69,13 @@ def test_paired_ratio_is_the_median_of_the_rounds_ratios_with_an_interval_around
     noisy = [1.0, 1.2, 0.9, 1.1, 1.05, 0.95, 1.3, 1.0, 1.02]
     median, low, high = paired_ratio(noisy, [1.0] * len(noisy))
     assert median == pytest.approx(1.02) and low < median < high and low >= 0.9 and high <= 1.3
+
+
+def test_load_warning_only_when_other_processes_loaded_the_cpu():
+    from benchmarks.benchmark_cli import load_warning
+
+    busy = {"load_average": [1.0, 3.5], "cpu_count": 2, "device": "cpu"}
+    (line,) = load_warning(busy, consequence="the figures are not a measurement")
+    assert line.startswith("WARNING: load average 1.0 -> 3.5 on 2 cores") and line.endswith("not a measurement")
+    assert load_warning({**busy, "load_average": [2.0, 2.0]}, consequence="x") == []
+    assert load_warning({**busy, "device": "cuda:0"}, consequence="x") == []
