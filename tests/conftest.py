@@ -37,28 +37,27 @@ def minilm_path() -> Path:
     return folder
 
 
+def _real_data_folder(variable: str, *, files: tuple[str, ...], what: str) -> Path:
+    """The folder $VARIABLE names, or a skip saying which files are missing and why they are needed."""
+    value = os.environ.get(variable)
+    if not value:
+        pytest.skip(f"{variable} is not set: the real {what} files are needed for this test")
+    missing = [name for name in files if not (Path(value) / name).is_file()]
+    if missing:
+        pytest.skip(f"{variable}={value} holds no {'/'.join(missing)}: the real {what} files are needed for this test")
+    return Path(value)
+
+
 @pytest.fixture(scope="session")
 def anli_dir() -> Path:
     """The real ANLI v1.0 folder named by $ANLI_DIR (CI points it at ../shared/data/anli_v1.0)."""
-    value = os.environ.get("ANLI_DIR")
-    if not value:
-        pytest.skip("ANLI_DIR is not set: the real ANLI v1.0 dev/test files are needed for this test")
-    folder = Path(value)
-    if not (folder / "R1" / "dev.jsonl").is_file():
-        pytest.skip(f"ANLI_DIR={value} holds no R1/dev.jsonl: the real ANLI files are needed for this test")
-    return folder
+    return _real_data_folder("ANLI_DIR", files=("R1/dev.jsonl",), what="ANLI v1.0 dev/test")
 
 
 @pytest.fixture(scope="session")
 def snli_dir() -> Path:
     """The real SNLI 1.0 folder named by $SNLI_DIR (CI points it at ../shared/data/snli)."""
-    value = os.environ.get("SNLI_DIR")
-    if not value:
-        pytest.skip("SNLI_DIR is not set: the real SNLI 1.0 dev/test jsonl files are needed for this test")
-    folder = Path(value)
-    if not (folder / "snli_dev.jsonl").is_file() or not (folder / "snli_test.jsonl").is_file():
-        pytest.skip(f"SNLI_DIR={value} holds no snli_dev.jsonl/snli_test.jsonl: the real SNLI files are needed")
-    return folder
+    return _real_data_folder("SNLI_DIR", files=("snli_dev.jsonl", "snli_test.jsonl"), what="SNLI 1.0 dev/test jsonl")
 
 
 @pytest.fixture
