@@ -329,6 +329,7 @@ def _write_atomically(path: Path, table: SynonymTable) -> None:
     )
     atomic_write_bytes(path, payload)
 
+
 def cache_path(*, cache_dir: Path | str, key: str) -> Path:
     return Path(cache_dir) / f"{CACHE_PREFIX}{key[:16]}.safetensors"
 

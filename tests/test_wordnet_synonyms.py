@@ -13,6 +13,7 @@ import logging
 import random
 import re
 import time
+import warnings
 
 import pytest
 import torch
@@ -297,36 +298,62 @@ def test_corrupt_cache_warns_and_rebuilds(roberta_style_tokenizer, tmp_path, cap
 
 
 def _spoilt(table, case: str, vocab_size: int):
-    """(tensors, metadata) of a cache file broken in one way, and what the warning must say."""
+    """(tensors, metadata) of a cache file broken in one way, and the whole reason the warning must give."""
     offsets, ids = table.offsets.clone(), table.synonym_ids.clone()
     metadata = {"key": table.key, "format_version": FORMAT_VERSION}
+    tensors = {"offsets": offsets, "synonym_ids": ids}
     if case == "extra tensor":
-        return {"offsets": offsets, "synonym_ids": ids, "more": ids[:1].clone()}, metadata, "expected offsets and synonym_ids"
+        return {**tensors, "more": ids[:1].clone()}, metadata, \
+            "tensors ['more', 'offsets', 'synonym_ids'], expected offsets and synonym_ids"
     if case == "old format":
-        return {"offsets": offsets, "synonym_ids": ids}, {**metadata, "format_version": "0"}, "format_version 0"
+        return tensors, {**metadata, "format_version": "0"}, f"format_version 0, expected {FORMAT_VERSION}"
+    if case == "another key":
+        return tensors, {**metadata, "key": "0" * 64}, "key does not match this tokenizer/WordNet"
     if case == "another vocabulary":
-        return {"offsets": offsets[:-1], "synonym_ids": ids}, metadata, re.escape(f"expected ({vocab_size + 1},)")
+        return {**tensors, "offsets": offsets[:-1]}, metadata, \
+            f"offsets shape ({vocab_size},), expected ({vocab_size + 1},)"
     if case == "cut short":
         offsets[-1] = offsets[-1] - 1
-        return {"offsets": offsets, "synonym_ids": ids}, metadata, "do not span"
+        return tensors, metadata, "offsets do not span synonym_ids"
+    if case == "not monotone":
+        # a token whose list ends before it starts, first and last offsets intact
+        i = int(torch.nonzero(offsets[2:] > offsets[1:-1])[0]) + 1
+        offsets[i] = offsets[i + 1] + 1
+        return tensors, metadata, "offsets are not monotone"
     if case == "id out of range":
         ids[0] = vocab_size
-        return {"offsets": offsets, "synonym_ids": ids}, metadata, re.escape(f"outside [0, {vocab_size})")
+        return tensors, metadata, f"synonym ids outside [0, {vocab_size})"
+    if case == "negative id":
+        ids[0] = -1
+        return tensors, metadata, f"synonym ids outside [0, {vocab_size})"
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["extra tensor", "old format", "another vocabulary", "cut short", "id out of range"])
+@pytest.mark.parametrize("case", ["extra tensor", "old format", "another key", "another vocabulary", "cut short",
+                                  "not monotone", "id out of range", "negative id"])
 def test_each_cache_check_refuses_its_kind_of_broken_file(roberta_style_tokenizer, tmp_path, case):
     tokenizer = roberta_style_tokenizer
     built = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=tmp_path)
     assert built.synonym_ids.numel() > 0
     path = cache_path(cache_dir=tmp_path, key=built.key)
-    tensors, metadata, message = _spoilt(built, case, len(tokenizer))
+    tensors, metadata, reason = _spoilt(built, case, len(tokenizer))
     save_file(tensors, str(path), metadata=metadata)
-    with pytest.warns(UserWarning, match=message):
+    with pytest.warns(UserWarning, match=re.escape(f"invalid synonym table cache ({reason}); rebuilding it")):
         rebuilt = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=tmp_path)
     assert torch.equal(rebuilt.offsets, built.offsets) and torch.equal(rebuilt.synonym_ids, built.synonym_ids)
 
+
+def test_a_cached_table_listing_token_id_0_is_accepted(roberta_style_tokenizer, tmp_path):
+    """Id 0 is a valid synonym id (a special token in BERT and RoBERTa, a word in other vocabularies)."""
+    built = load_or_build_synonym_table(tokenizer=roberta_style_tokenizer, cache_dir=tmp_path)
+    ids = built.synonym_ids.clone()
+    ids[0] = 0
+    save_file({"offsets": built.offsets, "synonym_ids": ids}, str(cache_path(cache_dir=tmp_path, key=built.key)),
+              metadata={"key": built.key, "format_version": FORMAT_VERSION})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid cache" warning: read, not rebuilt
+        loaded = load_or_build_synonym_table(tokenizer=roberta_style_tokenizer, cache_dir=tmp_path)
+    assert torch.equal(loaded.synonym_ids, ids)
 
 
 def test_different_vocabulary_gives_a_different_key(roberta_style_tokenizer, tmp_path, wordnet_info):
