@@ -10,6 +10,12 @@ A token *continues* the word before it when
   ("Ġcar" ","; "ĠJohn" "'s"; "Ġfriend" ".") continues nothing, and a word glued to
   punctuation before it ("(" "car") starts a word of its own.
 
+Letters are read from the text a byte-level token stands for, not from its byte symbols:
+"Zürich" is "ĠZ" "Ã¼" "rich", and "Ã¼" is the letter ü (read symbol by symbol, its "¼" is no
+letter, so "rich" would pass for a whole word and be replaced by "wealthy"). A token that
+starts or ends inside a character split between two tokens counts as a letter there: what it
+holds is part of one character, hence of one word.
+
 The first real token after a special token or padding never continues anything (the first
 word of the premise after ``<s>`` and of the hypothesis after ``</s></s>`` has no ``Ġ``).
 A position holds a whole word when it does not continue a word and the next token does not
@@ -48,10 +54,20 @@ def word_piece_rules(*, tokenizer) -> WordPieceRules:
             glues[index] = token.startswith(scheme.continuation_prefix)
         else:
             marked = token.startswith(scheme.word_start_marker)
-            text = token[len(scheme.word_start_marker):] if marked else token
-            glues[index] = not marked and text[:1].isalpha()
-            ends_in_letter[index] = text[-1:].isalpha()
+            text = _byte_level_text(tokenizer, token[len(scheme.word_start_marker):] if marked else token)
+            glues[index] = not marked and _is_letter(text[:1])
+            ends_in_letter[index] = _is_letter(text[-1:])
     return WordPieceRules(glues=glues, ends_in_letter=ends_in_letter)
+
+
+def _byte_level_text(tokenizer, symbols: str) -> str:
+    """The text byte-level symbols stand for ("Ã¼" -> "ü"), with U+FFFD where a character is cut."""
+    return tokenizer.convert_tokens_to_string([symbols]) if symbols else ""
+
+
+def _is_letter(character: str) -> bool:
+    # U+FFFD: the token holds part of a character split between tokens, so it joins that word
+    return character == "\ufffd" or character.isalpha()
 
 
 def whole_word_positions(*, input_ids: torch.Tensor, real_tokens: torch.Tensor,

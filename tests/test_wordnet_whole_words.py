@@ -2,8 +2,9 @@
 (the real tokenizer from ../shared/tokenizers/roberta) and the packaged MiniLM's WordPiece.
 
 A word followed directly by punctuation ("car," "friend." "John's") is a whole word; a word
-split into several pieces is never replaced; the first word of the premise and of the
-hypothesis (no Ġ after <s> or </s>) starts a word.
+split into several pieces is never replaced, also when a non-ASCII letter is among its pieces
+("Zürich"); the first word of the premise and of the hypothesis (no Ġ after <s> or </s>)
+starts a word.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def test_bpe_word_in_several_pieces_is_never_whole(roberta_tokenizer):
     assert multi, f"expected words split into pieces in {tokens}"
     for i in multi:  # the continuation piece and the piece before it
         assert not whole[i] and not whole[i - 1], (tokens[i - 1], tokens[i])
+
+
+def test_bpe_words_with_non_ascii_letters_are_never_whole_in_any_piece(roberta_tokenizer):
+    # "Zürich" is "ĠZ" "Ã¼" "rich" and "Phạm" "ĠPh" "á" "º" "¡" "m" (ạ cut across three tokens): read
+    # symbol by symbol, "¼" and "¡" are no letters, so "rich" and "m" passed for whole words, and
+    # WordNet has synonyms for both ("wealthy", "meter")
+    tokens, whole = _whole_words(roberta_tokenizer, "She visited Zürich often.", "Phạm met Trần there.")
+    assert tokens[3:6] == [G + "Z", "Ã¼", "rich"], tokens
+    start = tokens.index("Ph")  # the hypothesis's first word: no Ġ after </s></s>
+    assert tokens[start:start + 5] == ["Ph", "á", "º", "¡", "m"], tokens
+    for i in (3, 4, 5, *range(start, start + 5)):
+        assert not whole[i], f"{tokens[i]!r} is a piece of a longer word in {tokens}"
+    by_token = {token: whole[i] for i, token in enumerate(tokens)}
+    assert by_token[G + "visited"] and by_token[G + "often"] and by_token[G + "met"] and by_token[G + "there"]
 
 
 def test_wordpiece_continuations_are_never_whole(minilm_tokenizer):
