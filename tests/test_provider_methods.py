@@ -192,9 +192,13 @@ def test_smart_non_finite_gradient_skips_and_counts(tiny):
     try:
         ctx, _ = make_context(tiny, provider)
         result = provider.perturb(ctx)
+        assert result.skipped and provider.skipped_steps == 1 and not result.changed.any()
+        # the ascent pass ran (one forward, one backward: K = 1) before its gradient was found non-finite
+        assert (result.extra_forwards, result.extra_backwards) == (provider.k, provider.k) == (1, 1)
+        ctx, _ = make_context(tiny, provider)
+        assert provider.perturb(ctx).skipped and provider.skipped_steps == 2  # every skip counts
     finally:
         handle.remove()
-    assert result.skipped and provider.skipped_steps == 1 and not result.changed.any()
     outcome = run_training_step(model=model, forward_model=model, provider=_Skipping(result), batch=tiny["batch"],
                                 task=TASK, adv_alpha=1.0, special_ids=tiny["special_ids"], normaliser=3.0)
     assert outcome.adv_skipped and outcome.adv_loss is None and outcome.forwards == 1 + result.extra_forwards
@@ -216,6 +220,7 @@ def test_smart_at_embedding_output_uses_a_hook_and_adds_nothing_twice(tiny):
     ctx, _ = make_context(tiny, provider)
     result = provider.perturb(ctx)
     assert torch.equal(result.embeddings, ctx.token_embeddings)  # token embeddings untouched
+    assert (result.extra_forwards, result.extra_backwards) == (1, 1)  # its ascent pass, K = 1
     assert result.reference is not None and result.reference.shape == result.delta.shape
     model, batch = tiny["model"], tiny["batch"]
     common = dict(task="anli", attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
