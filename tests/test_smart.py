@@ -305,6 +305,28 @@ def test_smart_mtdnn_non_finite_gradient_skips_and_counts(bert, tmp_path):
     assert outcome.forwards == 2 and outcome.backwards == 2  # step 1 + the ascent pass; no final pass
 
 
+@pytest.mark.parametrize("name", ["smart", "smart_mtdnn"])
+def test_a_skip_at_the_first_of_two_ascent_steps_reports_the_passes_that_ran(bert, tmp_path, name):
+    model = bert["model"]
+    provider = _provider(bert, name, tmp_path, adv_k=2)
+
+    def poison(module, args, output):
+        output = output[0] if isinstance(output, tuple) else output
+        if output.requires_grad:
+            output.register_hook(lambda grad: torch.full_like(grad, float("nan")))
+
+    handle = model.encoder.encoder.layer[0].register_forward_hook(poison)
+    try:
+        outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=bert["batch"],
+                                    task=TASK, adv_alpha=1.0, special_ids=bert["special_ids"], normaliser=32)
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    assert outcome.adv_skipped and provider.skipped_steps == 1
+    # step 1 and the first ascent pass; the second ascent step and the adversarial pass never ran
+    assert (outcome.forwards, outcome.backwards) == (2, 2)
+
+
 # ------------------------------------------------------------------- shared pieces
 
 @pytest.mark.parametrize("name", ["smart", "smart_mtdnn"])

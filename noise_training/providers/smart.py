@@ -117,15 +117,15 @@ class SmartPerturbation(PerturbationProvider):
         clean_logits = ctx.logits.detach()
         delta = self.initial_noise(clean_input) * mask
         captured: dict = {}
-        for _ in range(self.k):
+        for ascent in range(self.k):
             delta.requires_grad_(True)
             loss = ctx.adv_loss(clean_logits, self._adv_logits(ctx, clean_input, delta, captured), reduction="sum")
             (grad,) = torch.autograd.grad(loss, delta)
             if not torch.isfinite(grad.norm()):
-                self.skipped_steps += 1
+                self.skipped_steps += 1  # the passes reported: this ascent's and those before it
                 return Perturbation(embeddings=ctx.token_embeddings, delta=torch.zeros_like(clean_input),
                                     changed=torch.zeros_like(ctx.perturbable_mask), skipped=True,
-                                    extra_forwards=self.k, extra_backwards=self.k)
+                                    extra_forwards=ascent + 1, extra_backwards=ascent + 1)
             wide = grad.to(torch.promote_types(grad.dtype, torch.float32))  # half precision up, float64 kept
             step = normalise_per_token(wide * mask, p_norm=self.p_norm, epsilon=self.epsilon)
             delta = (delta.detach() + self.step_size * step.to(delta.dtype) * mask).detach()

@@ -89,16 +89,16 @@ class MtdnnSmartPerturbation(PerturbationProvider):
         clean_logits = ctx.logits.detach()
         noise = self.initial_noise(base)
         effective = torch.zeros_like(base)
-        for _ in range(self.k):
+        for ascent in range(self.k):
             noise.requires_grad_(True)
             adv_logits = ctx.forward(inputs_embeds=base + noise, position_numbering="encoder_default")
             (grad,) = torch.autograd.grad(stable_kl(adv_logits, clean_logits), noise)
             if not torch.isfinite(grad.norm()):
-                self.skipped_steps += 1
+                self.skipped_steps += 1  # the passes reported: this ascent's and those before it
                 return Perturbation(embeddings=embed, delta=torch.zeros_like(base), reference=base,
                                     changed=torch.zeros_like(ctx.perturbable_mask), skipped=True,
                                     position_numbering="encoder_default",
-                                    extra_forwards=self.k, extra_backwards=self.k)
+                                    extra_forwards=ascent + 1, extra_backwards=ascent + 1)
             step = grad * self.step_size
             noise, effective = mtdnn_normalise(noise.detach() + step, step, p_norm=self.p_norm, epsilon=self.epsilon)
             noise, effective = noise.detach(), effective.detach()
