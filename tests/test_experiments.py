@@ -27,8 +27,9 @@ from experiments.summarize import method_label
 from noise_training.registry import provider_names
 
 # A handful of examples per split: every run is one or two updates; the pipeline, not a result.
+# --no_export: each run's Hugging Face export (tested in test_export.py) took a quarter of its time here
 TINY = ["--preset", "cpu", "--models", "packaged-minilm:4", "--max_train_examples", "8", "--max_eval_examples", "8",
-        "--max_seq_len", "32", "--quiet"]
+        "--max_seq_len", "32", "--quiet", "--train_args=--no_export"]
 
 
 def _call(main, argv: list[str]) -> tuple[int, str, str]:
@@ -135,7 +136,7 @@ def test_figure3_resumes_an_interrupted_sweep_run_and_draws(cpu_grid):
     # The default step (1e-5) and noise_size (0.5) are Table 2's smart and 1-1 runs: reused, not retrained.
     common = _common(cpu_grid) + ["--smart_step_sizes", "1e-5,1e-3", "--noise_sizes", "0.5"]
     # First pass stops the new SMART run after one of its two updates, as an interruption would.
-    status, out, err = _call(figure3.main, common + ["--train_args", "--stop_at_step 1"])
+    status, out, err = _call(figure3.main, common + ["--train_args", "--no_export --stop_at_step 1"])
     assert status == 0, out[-2000:] + err[-2000:]
     stopped = runs / "packaged-minilm" / "smart_mtdnn@adv_step_size=1e-3" / "seed1"  # the paper's SMART is swept
     assert "2 already finished (skipped), 1 started" in out and "1 stopped early" in out
