@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from mt_dnn.errors import UserError
-from noise_training.errors import ProviderError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PADDING_MODES = ("dynamic", "length_grouped", "max_seq_len")
@@ -117,14 +116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        lines = run(args)
-    except (UserError, ProviderError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+    from benchmarks.benchmark_cli import run_and_report
+
+    return run_and_report(argv=argv, parse_args=parse_args, run_benchmark=run, render="\n".join)
 
 
 def run(args) -> list[str]:

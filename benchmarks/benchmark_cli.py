@@ -1,8 +1,8 @@
 """The step benchmarks' command-line ending: run, print, write the JSON, and say when the figures are suspect.
 
-Shared by bench_step_cost and bench_vs_tools, so that both turn a bad input into one ``error:``
-line and exit 2, write their figures atomically, and warn in the same words when other processes
-loaded the CPU while they measured.
+Shared by bench_step_cost, bench_vs_tools and bench_data, so that each turns a bad input into one
+``error:`` line and exit 2, writes its figures atomically (where it has ``--json``), and warns in
+the same words when other processes loaded the CPU while it measured.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def load_warning(result: dict, *, consequence: str) -> list[str]:
 
 
 def run_and_report(*, argv, parse_args, run_benchmark, render) -> int:
-    """Parse ``argv``, run, print the rendering, write ``--json`` if given; a bad input exits 2."""
+    """Parse ``argv``, run, print the rendering, write ``--json`` if the benchmark has it and it is given;
+    a bad input exits 2."""
     from mt_dnn.run_files import atomic_write_json
 
     args = parse_args(argv)
@@ -33,6 +34,6 @@ def run_and_report(*, argv, parse_args, run_benchmark, render) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(render(result))
-    if args.json is not None:
+    if getattr(args, "json", None) is not None:
         atomic_write_json(args.json, result)
     return 0

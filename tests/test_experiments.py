@@ -25,6 +25,7 @@ from anli_copies import dev_test_only
 from experiments import figure2, figure3, grid, plots, table2, table3, table4
 from experiments.summarize import method_label
 from noise_training.registry import provider_names
+from train_runs import folder_snapshot
 
 # A handful of examples per split: every run is one or two updates; the pipeline, not a result.
 # --no_export: each run's Hugging Face export (tested in test_export.py) took a quarter of its time here
@@ -44,11 +45,6 @@ def _png(path: Path) -> np.ndarray:
     image = imread(path)
     assert image.std() > 0, f"{path} is a blank image"
     return image
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +107,11 @@ def test_cpu_grid_trains_every_provider_and_reports_it(cpu_grid):
 def test_rerunning_a_finished_grid_trains_nothing(cpu_grid):
     runs = cpu_grid["runs"]
     run_folders = runs / "packaged-minilm"
-    before = _snapshot(run_folders)
+    before = folder_snapshot(run_folders, files_only=True)
     status, out, err = _call(table2.main, _common(cpu_grid))
     assert status == 0, err
     assert "0 started" in out and "8 already finished" in out
-    assert _snapshot(run_folders) == before  # no file written, none touched
+    assert folder_snapshot(run_folders, files_only=True) == before  # no file written, none touched
     # Table 2's layout: one row per method with dev and test All; both SMARTs, MT-DNN's first
     labels = [line.split(" | ")[0] for line in out.splitlines() if line.startswith(("| +", "| fine-tuning"))]
     assert labels[:3] == ["| fine-tuning", "| +SMART", "| +SMART (corrected)"]
@@ -127,7 +123,7 @@ def test_rerunning_a_finished_grid_trains_nothing(cpu_grid):
     # The same grid asked with other settings refuses to reuse (or silently mix) the finished runs.
     status, out, err = _call(table2.main, _common(cpu_grid) + ["--max_eval_examples", "9"])
     assert status == 2 and "run_config.json: this finished run was made with --max_eval_examples 8" in err
-    assert _snapshot(run_folders) == before
+    assert folder_snapshot(run_folders, files_only=True) == before
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from mt_dnn.checkpoint import CheckpointManager
 from mt_dnn.cli_predict import main as predict_main
 from mt_dnn.cli_train import main as train_main
 from tiny_models import tiny_anli_setup, tiny_bert, write_anli_like
+from train_runs import folder_snapshot
 
 ANLI_YAML = (REPO_ROOT / "task_defs" / "anli.yml").read_text()
 
@@ -40,14 +41,9 @@ def _args(tiny, out, *extra, data=None, model=None, task_def=None):
             *(["--task_def", str(task_def)] if task_def else []), *extra]
 
 
-def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _refused(argv, capsys, *, contains: list[str]) -> str:
     out = Path(argv[argv.index("--output_dir") + 1])
-    before = _snapshot(out)
+    before = folder_snapshot(out, files_only=True)
     assert train_main(argv) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -55,7 +51,7 @@ def _refused(argv, capsys, *, contains: list[str]) -> str:
     assert errors[0].startswith("error: --resume: "), errors[0]
     for text in contains:
         assert text in errors[0], errors[0]
-    assert _snapshot(out) == before, "a refused resume changed the run folder"
+    assert folder_snapshot(out, files_only=True) == before, "a refused resume changed the run folder"
     return errors[0]
 
 
@@ -128,13 +124,13 @@ def test_changed_flag_is_refused(tiny, stopped, capsys):
 def test_resume_of_a_finished_run_changes_nothing(tiny, tmp_path, caplog):
     out = tmp_path / "run"
     assert train_main(_args(tiny, out)) == 0
-    before = _snapshot(out)
+    before = folder_snapshot(out, files_only=True)
     summary = (out / "run_summary.json").read_bytes()
     with caplog.at_level("INFO", logger="mt_dnn.trainer"):
         assert train_main(_args(tiny, out, "--resume")) == 0
     assert "is already finished; nothing to do" in caplog.text
     assert (out / "run_summary.json").read_bytes() == summary
-    assert _snapshot(out) == before
+    assert folder_snapshot(out, files_only=True) == before
 
 
 def test_repeated_stop_at_step_makes_no_further_update(tiny, tmp_path):
@@ -142,11 +138,11 @@ def test_repeated_stop_at_step_makes_no_further_update(tiny, tmp_path):
     assert train_main(_args(tiny, out, "--stop_at_step", "3")) == 0
     checkpoints = CheckpointManager(out / "checkpoints")
     assert [p.name for p in checkpoints.step_checkpoints()] == ["step-000000003.pt"]
-    before = _snapshot(out)
+    before = folder_snapshot(out, files_only=True)
     for _ in range(2):
         assert train_main(_args(tiny, out, "--stop_at_step", "3", "--resume")) == 0
         assert [p.name for p in checkpoints.step_checkpoints()] == ["step-000000003.pt"]
-    assert {k: v for k, v in _snapshot(out).items() if k != "metrics.jsonl"} == \
+    assert {k: v for k, v in folder_snapshot(out, files_only=True).items() if k != "metrics.jsonl"} == \
            {k: v for k, v in before.items() if k != "metrics.jsonl"}
     # then on to the end; the wall time counts the earlier session too
     earlier = checkpoints.load_latest()[1]["progress"]["wall_time_s"]

@@ -25,7 +25,7 @@ from mt_dnn.checkpoint import PAUSE_ENV
 from mt_dnn.cli_train import main as train_main
 from mt_dnn.run_lock import LOCK_NAME
 from tiny_models import tiny_anli_setup, write_anli_like
-from train_runs import start_training, train_args, training_env, wait_for
+from train_runs import folder_snapshot, start_training, train_args, training_env, wait_for
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,11 +51,6 @@ def _writing_checkpoint(out: Path) -> bool:
     return folder.is_dir() and any(p.name.startswith(".step-") and p.name.endswith(".tmp") for p in folder.iterdir())
 
 
-def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _error_line(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
@@ -68,7 +63,7 @@ def test_second_writer_stops_at_once_whatever_its_flags(tiny):
     holder = _start(tiny, out, "--save_every", "2", pause=600)
     try:
         wait_for(holder, lambda: _writing_checkpoint(out), what="its first checkpoint write")
-        before = _snapshot(out)
+        before = folder_snapshot(out, files_only=True)
         for extra in (["--overwrite"], ["--resume"], []):
             started = time.monotonic()
             done = _train_py(tiny, out, *extra)
@@ -76,7 +71,7 @@ def test_second_writer_stops_at_once_whatever_its_flags(tiny):
             assert done.returncode == 2, (extra, done.stderr[-2000:])
             assert line.startswith(f"error: --output_dir {out}: another train.py is writing this run "
                                    f"(pid {holder.pid} on host {socket.gethostname()}"), line
-            assert _snapshot(out) == before, f"{extra}: the holder's folder changed"
+            assert folder_snapshot(out, files_only=True) == before, f"{extra}: the holder's folder changed"
             assert time.monotonic() - started < 120  # at once: no data or model was loaded
             assert "tokenised" not in done.stderr and "token cache" not in done.stderr
         lock = json.loads((out / LOCK_NAME).read_text())

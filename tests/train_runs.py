@@ -29,11 +29,13 @@ def train_args(tiny: dict, out: Path, *extra: str, data: Path | None = None, mod
             *extra]
 
 
-def folder_snapshot(folder: Path):
-    """Every path under ``folder`` with its size and modification time (None: no folder)."""
+def folder_snapshot(folder: Path, *, files_only: bool = False):
+    """Every path under ``folder`` (only its files with ``files_only``: a folder's time changes when a
+    temporary file comes and goes) with its size and modification time (None: no folder)."""
     if not folder.exists():
         return None
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file() or not files_only}
 
 
 def fails_cleanly(argv, capsys, *, starts: str, code: int = 2, out: Path | None = None, main=train_main) -> str:
