@@ -1,23 +1,28 @@
-"""The step-cost benchmark on a GPU at the paper's model sizes, in one short run.
+"""The project on a GPU in one short run: every method's step cost at the paper's model sizes, then training.
 
-Ready for whenever a GPU is at hand: random-init encoders the size of BERT-base (batch 32)
-and RoBERTa-large (batch 16), so nothing is downloaded, bf16 autocast and TF32 matmuls,
-every method of ``bench_step_cost`` (including ``1-1:two_pass``, to see what fusing steps
-1 and 2 saves on a GPU). Prints, per model, each method's step time relative to ``none``
-and ``smart``, examples per second and the peak memory of a step (CUDA allocator).
+Nothing here has a download or a dataset a lent GPU machine lacks. Three phases, each written
+to ``--json_dir`` as it finishes, so that a run cut short still leaves what it measured:
 
-Needs the packaged MiniLM's tokenizer (its BERT uncased vocabulary, also BERT-base's);
-uses the real ANLI dev/test pairs when $ANLI_DIR (or data/anli_v1.0) holds them, otherwise
-random words with ANLI-like lengths. A method whose resources are missing on the machine
-(WordNet for ``wordnet_0.5``) is reported as skipped, the others still run.
+1. the step-cost benchmark (``bench_step_cost``) on random-init encoders the size of BERT-base
+   (batch 32) and RoBERTa-large (batch 16), on real ANLI dev/test batches when ``$ANLI_DIR``
+   holds them: every registered method plus ``1-1:two_pass``, in bf16 autocast and in float32
+   (TF32 matmuls, as training enables): seconds per update, ratios to ``none`` and to
+   ``smart_mtdnn``, examples per second, CUDA peak memory of a step;
+2. ``gpu_train_smoke``: every provider trained for about 50 updates through ``train.py`` (a small
+   random-init BERT, bf16), with a ``--stop_at_step`` + ``--resume`` pair;
+3. if the time budget allows, ``torch.compile`` for ``none``, ``smart_mtdnn`` and ``1-1`` (BERT-base, bf16).
 
-    python -m benchmarks.gpu_check                      # or: bash benchmarks/gpu_check.sh
-    python -m benchmarks.gpu_check --smoke              # the same code path on the CPU, tiny, seconds
+It ends with one table (method x size x precision) that a note can quote. A method whose
+resources are missing (WordNet without nltk and no cached synonym table) is reported as skipped.
+
+    python -m benchmarks.gpu_check --json_dir out/      # or: bash benchmarks/gpu_check.sh out/
+    python -m benchmarks.gpu_check --smoke --json_dir /tmp/gpu_smoke   # the same code on the CPU, tiny
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,44 +34,125 @@ from benchmarks.bench_step_cost import default_anli_dir, parse_args as step_args
 from mt_dnn.errors import UserError
 from noise_training.errors import ProviderError
 
-# (random-init size, batch size): the paper's two models at the batch sizes that fit them.
+# (random-init size, batch size): the paper's two models at the batch sizes it trains them with.
 RUNS = (("bert-base", 32), ("roberta-large", 16))
+PRECISIONS = ("bf16", "none")  # "none": float32 weights and activations, TF32 matmuls
+COMPILED_METHODS = ("none", "smart_mtdnn", "1-1")
+REFERENCE = "smart_mtdnn"  # MT-DNN's SMART as its code runs it: the method the paper compares with
+
+
+def _write(json_dir: Path | None, name: str, result: dict) -> None:
+    if json_dir is not None:
+        from mt_dnn.run_files import atomic_write_json
+
+        atomic_write_json(json_dir / name, result)
+
+
+def step_cost(*, size: str, batch_size: int, amp: str, device: str, data: str, methods: list[str], warmup: int,
+              repeats: int, compile_model: bool, cache_dir: Path | None) -> dict:
+    flags = ["--random_init", size, "--batch_size", str(batch_size), "--device", device, "--amp", amp,
+             "--data", data, "--warmup", str(warmup), "--repeats", str(repeats), "--methods", *methods]
+    if compile_model:
+        flags.append("--compile")
+    if cache_dir is not None:
+        flags += ["--cache_dir", str(cache_dir)]
+    return run_benchmark(step_args(flags))
+
+
+def summary_table(results: dict[str, dict]) -> str:
+    """One row per (method, size, precision): seconds per update, ratios, examples per second, peak memory."""
+    header = (f"{'method':<14}{'size':<15}{'prec':<6}{'s/update':>9}{'/none':>7}{'/' + REFERENCE:>13}"
+              f"{'ex/s':>8}{'F+B':>6}{'peak MB':>9}")
+    lines = [header, "-" * len(header)]
+    for label, result in results.items():
+        methods = result["methods"]
+        none = methods.get("none", {}).get("median_s")
+        ref = methods.get(REFERENCE, {}).get("median_s")
+        size, precision = label.split("|")
+        for method, m in methods.items():
+            med = m["median_s"]
+            peak = f"{m['peak_mb']:.0f}" if m.get("peak_mb") is not None else "n/a"
+            lines.append(f"{method:<14}{size:<15}{precision:<6}{med:>9.4f}"
+                         f"{(med / none if none else float('nan')):>7.2f}{(med / ref if ref else float('nan')):>13.2f}"
+                         f"{result['batch_size'] / med:>8.0f}{m['forwards']:>3}+{m['backwards']:<2}{peak:>9}")
+        for method, reason in result.get("skipped", {}).items():
+            lines.append(f"{method:<14}{size:<15}{precision:<6}  skipped: {reason}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--precisions", nargs="+", choices=("none", "bf16", "fp16"), default=list(PRECISIONS))
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--budget_s", type=float, default=420.0,
+                        help="skip the torch.compile phase once this many seconds have gone")
+    parser.add_argument("--skip_training", action="store_true", help="only the step-cost phases")
+    parser.add_argument("--cache_dir", type=Path, default=None, help="token/neighbour/synonym caches (a cached "
+                        "synonym table lets the WordNet methods run where nltk is missing)")
+    parser.add_argument("--work_dir", type=Path, default=Path("/tmp/gpu_check_work"),
+                        help="the training phase's model, run folders and logs (kept out of --json_dir)")
+    parser.add_argument("--smoke", action="store_true", help="tiny encoder on the CPU: checks this script, no GPU")
+    parser.add_argument("--json_dir", type=Path, default=None, help="write each phase's figures as JSON here")
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="bf16")
-    parser.add_argument("--compile", action="store_true", help="also torch.compile the model")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="tiny encoder on the CPU: checks this script, no GPU")
-    parser.add_argument("--json_dir", type=Path, default=None, help="write each run's figures as JSON here")
-    args = parser.parse_args(argv)
+    from benchmarks.gpu_train_smoke import main as train_smoke_main
+    from noise_training.registry import provider_names
 
+    args = parse_args(argv)
     runs = (("tiny", 8),) if args.smoke else RUNS
+    precisions = ("none",) if args.smoke else tuple(args.precisions)
     device = "cpu" if args.smoke else args.device
     data = "anli" if (default_anli_dir() / "R1" / "dev.jsonl").is_file() else "synthetic"
+    methods = [*provider_names(), "1-1:two_pass"]
+    warmup, repeats = (0, 1) if args.smoke else (args.warmup, args.repeats)
     started = time.perf_counter()
-    for size, batch_size in runs:
-        flags = ["--random_init", size, "--batch_size", str(batch_size), "--device", device, "--amp", args.amp,
-                 "--data", data, "--warmup", str(0 if args.smoke else args.warmup),
-                 "--repeats", str(1 if args.smoke else args.repeats)]
-        if args.compile:
-            flags.append("--compile")
-        try:
-            result = run_benchmark(step_args(flags))
-        except (UserError, ProviderError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(render(result))
-        print()
-        if args.json_dir is not None:
-            from mt_dnn.run_files import atomic_write_json
-
-            atomic_write_json(args.json_dir / f"step_cost_{size}.json", result)
+    results: dict[str, dict] = {}
+    exit_code = 0
+    try:
+        for size, batch_size in runs:
+            for amp in precisions:
+                result = step_cost(size=size, batch_size=batch_size, amp=amp, device=device, data=data,
+                                   methods=methods, warmup=warmup, repeats=repeats, compile_model=False,
+                                   cache_dir=args.cache_dir)
+                results[f"{size}|{'fp32' if amp == 'none' else amp}"] = result
+                print(render(result), "\n", flush=True)
+                _write(args.json_dir, f"step_cost_{size}_{amp}.json", result)
+        if not args.skip_training:
+            train_argv = ["--work_dir", str(args.work_dir), "--device", device]
+            if args.json_dir is not None:
+                train_argv += ["--json", str(args.json_dir / "train_smoke.json")]
+            if args.cache_dir is not None:
+                train_argv += ["--cache_dir", str(args.cache_dir)]
+            if args.smoke:
+                train_argv.append("--smoke")
+            exit_code = train_smoke_main(train_argv)
+            print(flush=True)
+        if time.perf_counter() - started < args.budget_s:
+            size, batch_size = runs[0]
+            amp = precisions[0]
+            result = step_cost(size=size, batch_size=batch_size, amp=amp, device=device, data=data,
+                               methods=list(COMPILED_METHODS), warmup=warmup + 1, repeats=repeats,
+                               compile_model=True, cache_dir=args.cache_dir)
+            results[f"{size}|{'fp32' if amp == 'none' else amp}+compile"] = result
+            print(render(result), "\n", flush=True)
+            _write(args.json_dir, f"step_cost_{size}_{amp}_compile.json", result)
+        else:
+            print(f"torch.compile phase skipped: {time.perf_counter() - started:.0f} s gone of the "
+                  f"{args.budget_s:.0f} s budget")
+    except (UserError, ProviderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = summary_table(results)
+    print(table)
+    if args.json_dir is not None:
+        (args.json_dir / "summary.txt").write_text(table + "\n", encoding="utf-8")
     print(f"gpu_check finished in {time.perf_counter() - started:.0f} s")
-    return 0
+    return exit_code
 
 
 if __name__ == "__main__":
