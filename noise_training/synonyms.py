@@ -23,10 +23,16 @@ Which tokens get synonyms (the rules, in one place):
   ``cars`` the singular ``car``: synonyms of a lemma, not of the word as written, which
   also break agreement. Measured on ANLI R1 dev with the uncased MiniLM vocabulary, exact
   forms give 32% of non-special tokens a synonym (the paper reports about 30% for BERT),
-  morphy 43%. The word's own token and special tokens are never synonyms.
+  morphy 43%. Special tokens are never synonyms, nor is the word itself in any case: a
+  candidate whose lower-cased form is the word's lower-cased form is dropped, so a cased
+  vocabulary does not offer ``it`` -> ``IT`` (information technology), ``an`` -> ``AN``
+  or ``more`` -> ``More`` (Thomas More): the same word, not a synonym, and in an uncased
+  vocabulary such a variant is the word's own token anyway. A different lemma written
+  in capitals stays (``Army`` -> ``USA``).
 - Case: for an uncased tokenizer (detected from its normalizer, not from a model name)
   lemma names are lower-cased. For a cased one a lower-case word keeps WordNet's spelling
-  and a Capitalised word gets capitalised synonyms (``Car`` -> ``Auto``).
+  and a Capitalised word, a single capital letter included (``U``), gets capitalised
+  synonyms (``Car`` -> ``Auto``).
 
 No stop-word list: as in the paper, a word gets whatever WordNet lists, so some function
 words do get (odd) synonyms (``a`` -> ``amp``, ``in`` -> ``inch``) while ``the`` gets none.
@@ -58,7 +64,8 @@ from noise_training.wordnet_data import WORDNET_VERSION, ensure_wordnet
 logger = logging.getLogger(__name__)
 
 # Bump when the rules above or the file layout change: old caches then miss by key.
-FORMAT_VERSION = "1"
+# 2: the word in another case is no synonym; a one-letter capital is capitalised.
+FORMAT_VERSION = "2"
 BYTE_LEVEL_WORD_START = "\u0120"  # "Ġ": byte-level BPE's symbol for a leading space
 CACHE_PREFIX = "wordnet-synonyms-"
 LOOKUPS = ("exact", "morphy")
@@ -205,7 +212,7 @@ def table_key(*, tokenizer, wordnet_version: str, lookup: str = "exact") -> str:
         "special_ids": sorted(int(i) for i in tokenizer.all_special_ids),
         "vocab_size": _vocab_size(tokenizer, vocab),
     }
-    if lookup != "exact":  # the exact reading keeps the keys (and caches) it always had
+    if lookup != "exact":  # the exact reading's header is as it was before morphy existed
         header["lookup"] = lookup
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     pairs = sorted(vocab.items(), key=lambda item: (item[1], item[0]))
@@ -232,7 +239,8 @@ def _split_token(token: str, scheme: VocabularyScheme) -> tuple[str, str] | None
 def _styled(lemma: str, *, word: str, lowercase: bool) -> str:
     if lowercase:
         return lemma.lower()
-    if word[:1].isupper() and word[1:].islower():
+    # "U" is capitalised too ("".islower() is False, so the rest is tested only when there is one).
+    if word[:1].isupper() and (len(word) == 1 or word[1:].islower()):
         return lemma[:1].upper() + lemma[1:]
     return lemma
 
@@ -280,10 +288,12 @@ def build_synonym_table(*, tokenizer, wordnet_version: str | None = None, lookup
                 lemma_cache[word] = _lemma_names(word, wordnet, lookup=lookup)
             for lemma in lemma_cache[word]:
                 candidate = _styled(lemma, word=word, lowercase=scheme.lowercase)
-                if not _is_word(candidate):
+                # The same word in another case ("it" -> "IT") is another token of a cased
+                # vocabulary, but not a synonym: compare the words, not only the ids.
+                if not _is_word(candidate) or candidate.lower() == word.lower():
                     continue
                 candidate_id = vocab.get(marker + candidate)
-                if candidate_id is not None and candidate_id != token_id and candidate_id not in special:
+                if candidate_id is not None and candidate_id not in special:
                     found.add(candidate_id)
         synonym_ids.extend(sorted(found))
         offsets.append(len(synonym_ids))
