@@ -49,13 +49,15 @@ def _write(json_dir: Path | None, name: str, result: dict) -> None:
 
 
 def step_cost(*, size: str, batch_size: int, amp: str, device: str, data: str, methods: list[str], warmup: int,
-              repeats: int, compile_model: bool, cache_dir: Path | None) -> dict:
+              repeats: int, compile_model: bool, cache_dir: Path | None, tokenizer: str | None) -> dict:
     flags = ["--random_init", size, "--batch_size", str(batch_size), "--device", device, "--amp", amp,
              "--data", data, "--warmup", str(warmup), "--repeats", str(repeats), "--methods", *methods]
     if compile_model:
         flags.append("--compile")
     if cache_dir is not None:
         flags += ["--cache_dir", str(cache_dir)]
+    if tokenizer is not None:
+        flags += ["--tokenizer", tokenizer]
     return run_benchmark(step_args(flags))
 
 
@@ -80,18 +82,60 @@ def summary_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _summary(results: dict[str, dict], *, json_dir: Path | None) -> None:
+    """Print the table so far and keep it in summary.txt: a run cut short still leaves it."""
+    table = summary_table(results)
+    print(table, "\n", flush=True)
+    if json_dir is not None:
+        from noise_training.atomic_files import atomic_write_bytes
+
+        atomic_write_bytes(json_dir / "summary.txt", (table + "\n").encode("utf-8"))
+
+
+def compile_phase(run: tuple[str, int], *, amp: str, device: str, data: str, warmup: int, repeats: int,
+                  cache_dir: Path | None, tokenizer: str | None, json_dir: Path | None,
+                  timeout_s: float) -> tuple[str, dict] | None:
+    """``torch.compile`` for COMPILED_METHODS, in a child process with a deadline: compiling can take
+    minutes, and the figures measured before it must not be lost to it."""
+    import subprocess
+    import tempfile
+
+    size, batch_size = run
+    out = (json_dir or Path(tempfile.mkdtemp())) / f"step_cost_{size}_{amp}_compile.json"
+    argv = [sys.executable, "-m", "benchmarks.bench_step_cost", "--random_init", size, "--batch_size",
+            str(batch_size), "--device", device, "--amp", amp, "--data", data, "--warmup", str(warmup),
+            "--repeats", str(repeats), "--compile", "--json", str(out), "--methods", *COMPILED_METHODS]
+    if cache_dir is not None:
+        argv += ["--cache_dir", str(cache_dir)]
+    if tokenizer is not None:
+        argv += ["--tokenizer", tokenizer]
+    try:
+        subprocess.run(argv, cwd=Path(__file__).resolve().parents[1], timeout=timeout_s, check=True)
+    except subprocess.TimeoutExpired:
+        print(f"torch.compile phase cut at its deadline ({timeout_s:.0f} s)", flush=True)
+        return None
+    except subprocess.CalledProcessError as exc:
+        print(f"torch.compile phase failed (exit {exc.returncode})", flush=True)
+        return None
+    return f"{size}|{'fp32' if amp == 'none' else amp}+compile", json.loads(out.read_text(encoding="utf-8"))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precisions", nargs="+", choices=("none", "bf16", "fp16"), default=list(PRECISIONS))
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="methods to time and train (default: every registered one, and 1-1:two_pass for timing)")
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--budget_s", type=float, default=420.0,
-                        help="skip the torch.compile phase once this many seconds have gone")
+    parser.add_argument("--budget_s", type=float, default=480.0,
+                        help="the whole check's deadline: the torch.compile phase gets what is left of it")
     parser.add_argument("--skip_training", action="store_true", help="only the step-cost phases")
     parser.add_argument("--cache_dir", type=Path, default=None, help="token/neighbour/synonym caches (a cached "
                         "synonym table lets the WordNet methods run where nltk is missing)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the packaged MiniLM's BERT "
+                        "uncased vocabulary; a copy of its tokenizer files where the package is not installed)")
     parser.add_argument("--work_dir", type=Path, default=Path("/tmp/gpu_check_work"),
                         help="the training phase's model, run folders and logs (kept out of --json_dir)")
     parser.add_argument("--smoke", action="store_true", help="tiny encoder on the CPU: checks this script, no GPU")
@@ -108,7 +152,7 @@ def main(argv=None) -> int:
     precisions = ("none",) if args.smoke else tuple(args.precisions)
     device = "cpu" if args.smoke else args.device
     data = "anli" if (default_anli_dir() / "R1" / "dev.jsonl").is_file() else "synthetic"
-    methods = [*provider_names(), "1-1:two_pass"]
+    methods = args.methods or [*provider_names(), "1-1:two_pass"]
     warmup, repeats = (0, 1) if args.smoke else (args.warmup, args.repeats)
     started = time.perf_counter()
     results: dict[str, dict] = {}
@@ -118,7 +162,7 @@ def main(argv=None) -> int:
             for amp in precisions:
                 result = step_cost(size=size, batch_size=batch_size, amp=amp, device=device, data=data,
                                    methods=methods, warmup=warmup, repeats=repeats, compile_model=False,
-                                   cache_dir=args.cache_dir)
+                                   cache_dir=args.cache_dir, tokenizer=args.tokenizer)
                 results[f"{size}|{'fp32' if amp == 'none' else amp}"] = result
                 print(render(result), "\n", flush=True)
                 _write(args.json_dir, f"step_cost_{size}_{amp}.json", result)
@@ -128,29 +172,29 @@ def main(argv=None) -> int:
                 train_argv += ["--json", str(args.json_dir / "train_smoke.json")]
             if args.cache_dir is not None:
                 train_argv += ["--cache_dir", str(args.cache_dir)]
+            if args.tokenizer is not None:
+                train_argv += ["--tokenizer", args.tokenizer]
             if args.smoke:
                 train_argv.append("--smoke")
+            if args.methods:
+                train_argv += ["--methods", *[m for m in args.methods if ":" not in m]]
             exit_code = train_smoke_main(train_argv)
             print(flush=True)
-        if time.perf_counter() - started < args.budget_s:
-            size, batch_size = runs[0]
-            amp = precisions[0]
-            result = step_cost(size=size, batch_size=batch_size, amp=amp, device=device, data=data,
-                               methods=list(COMPILED_METHODS), warmup=warmup + 1, repeats=repeats,
-                               compile_model=True, cache_dir=args.cache_dir)
-            results[f"{size}|{'fp32' if amp == 'none' else amp}+compile"] = result
-            print(render(result), "\n", flush=True)
-            _write(args.json_dir, f"step_cost_{size}_{amp}_compile.json", result)
+        _summary(results, json_dir=args.json_dir)
+        remaining = args.budget_s - (time.perf_counter() - started)
+        if remaining > 30:
+            compiled = compile_phase(runs[0], amp=precisions[0], device=device, data=data, warmup=warmup + 1,
+                                     repeats=repeats, cache_dir=args.cache_dir, tokenizer=args.tokenizer,
+                                     json_dir=args.json_dir, timeout_s=remaining)
+            if compiled is not None:
+                results[compiled[0]] = compiled[1]
+                _summary(results, json_dir=args.json_dir)
         else:
             print(f"torch.compile phase skipped: {time.perf_counter() - started:.0f} s gone of the "
                   f"{args.budget_s:.0f} s budget")
     except (UserError, ProviderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = summary_table(results)
-    print(table)
-    if args.json_dir is not None:
-        (args.json_dir / "summary.txt").write_text(table + "\n", encoding="utf-8")
     print(f"gpu_check finished in {time.perf_counter() - started:.0f} s")
     return exit_code
 

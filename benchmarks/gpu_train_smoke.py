@@ -149,10 +149,10 @@ def run_method(*, method: str, common: list[str], work: Path, env: dict, stop_at
 
 def run_smoke(*, methods: list[str], device: str, amp: str, size: str, data_dir: Path, work: Path, epochs: int,
               train_examples: int, batch_size: int, learning_rate: float, resume_methods: list[str],
-              parallel: int, cache_dir: Path) -> dict:
+              parallel: int, cache_dir: Path, tokenizer: str = "packaged-minilm") -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "logs").mkdir(exist_ok=True)
-    model = build_random_model(folder=work / "model", size=size, tokenizer_name="packaged-minilm")
+    model = build_random_model(folder=work / "model", size=size, tokenizer_name=tokenizer)
     task_def = write_task_def(path=work / "anli_gpu_check.yml")
     updates_per_epoch = math.ceil(train_examples / batch_size)
     common = ["--model", str(model), "--task_def", str(task_def), "--data_dir", str(data_dir),
@@ -207,6 +207,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume_methods", nargs="*", default=None,
                         help="providers that also get the stop + resume pair (default: all of --methods)")
     parser.add_argument("--data_dir", type=Path, default=None, help="ANLI v1.0 folder (default $ANLI_DIR)")
+    parser.add_argument("--tokenizer", default="packaged-minilm", help="tokenizer folder whose vocabulary the model "
+                        "gets (default: the packaged MiniLM's BERT uncased one)")
     parser.add_argument("--work_dir", type=Path, required=True, help="model, run folders and logs go here")
     parser.add_argument("--cache_dir", type=Path, default=None, help="token/neighbour/synonym caches (default: "
                         "WORK_DIR/cache)")
@@ -229,7 +231,7 @@ def main(argv=None) -> int:
     result = run_smoke(methods=args.methods, device="cpu" if args.smoke else args.device,
                        amp="none" if args.smoke else args.amp, data_dir=data_dir, work=args.work_dir,
                        resume_methods=args.methods if args.resume_methods is None else args.resume_methods,
-                       parallel=args.parallel, cache_dir=args.cache_dir or args.work_dir / "cache", **shape)
+                       parallel=args.parallel, tokenizer=args.tokenizer, cache_dir=args.cache_dir or args.work_dir / "cache", **shape)
     print(render(result))
     if args.json is not None:
         from mt_dnn.run_files import atomic_write_json

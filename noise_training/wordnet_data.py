@@ -20,7 +20,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import nltk
 
 from noise_training.errors import ProviderDataError, ProviderError
 
@@ -180,8 +179,19 @@ def layout_wordnet(*, source_dir: Path, data_dir: Path) -> Path:
     return target
 
 
+def _nltk():
+    """nltk, imported only when WordNet itself is read: a cached synonym table needs neither."""
+    try:
+        import nltk
+    except ImportError:
+        raise ProviderDataError("nltk is not installed (pip install nltk); it reads WordNet to build the synonym "
+                                "table, which is then cached") from None
+    return nltk
+
+
 def _nltk_wordnet_root() -> str | None:
     """The folder (or zip) NLTK itself would load WordNet from, or None."""
+    nltk = _nltk()
     for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):
         try:
             return str(nltk.data.find(resource))
@@ -224,6 +234,7 @@ def ensure_wordnet(*, data_dir: Path | str | None = None) -> WordNetInfo:
     if not DEBIAN_WORDNET_DIR.is_dir() and not _layout_is_complete(folder / "corpora" / "wordnet"):
         raise ProviderDataError(INSTALL_HINT)
     layout_wordnet(source_dir=DEBIAN_WORDNET_DIR, data_dir=folder)
+    nltk = _nltk()
     if str(folder) not in nltk.data.path:
         nltk.data.path.insert(0, str(folder))
     root = _nltk_wordnet_root()

@@ -79,3 +79,48 @@ def test_load_warning_only_when_other_processes_loaded_the_cpu():
     assert line.startswith("WARNING: load average 1.0 -> 3.5 on 2 cores") and line.endswith("not a measurement")
     assert load_warning({**busy, "load_average": [2.0, 2.0]}, consequence="x") == []
     assert load_warning({**busy, "device": "cuda:0"}, consequence="x") == []
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_times_trains_and_tabulates_each_method(tmp_path, anli_dir, monkeypatch):
+    """The GPU check's own code path on the CPU: step cost, every provider through train.py with a
+    stop + resume pair, and the summary table, all written to --json_dir."""
+    from benchmarks.gpu_check import main
+
+    monkeypatch.setenv("ANLI_DIR", str(anli_dir))
+    out = tmp_path / "out"
+    assert main(["--smoke", "--methods", "none", "1-1", "--json_dir", str(out), "--work_dir", str(tmp_path / "work"),
+                 "--cache_dir", str(tmp_path / "cache"), "--budget_s", "0"]) == 0
+    step = json.loads((out / "step_cost_tiny_none.json").read_text())
+    assert set(step["methods"]) == {"none", "1-1"}
+    rows = [line.split() for line in (out / "summary.txt").read_text().splitlines()[2:]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("none", "tiny", "fp32"), ("1-1", "tiny", "fp32")]
+    assert float(rows[0][4]) == 1.0 and float(rows[1][4]) > 0  # /none column
+    trained = json.loads((out / "train_smoke.json").read_text())["methods"]
+    assert set(trained) == {"none", "1-1"}
+    for method, result in trained.items():
+        assert result["problems"] == [], (method, result["problems"])
+        assert len(result["full"]["train_loss"]) == 2 and result["full"]["finished"]
+        # on the CPU the stopped-and-resumed run is the uninterrupted one, bit for bit
+        assert result["resume_max_loss_diff"] == 0.0 and result["resumed"]["finished"]
+    assert trained["1-1"]["full"]["perturbation"][-1]["changed_share"] > 0.9
+    assert trained["none"]["full"]["passes"] == [1.0, 1.0] and trained["1-1"]["full"]["passes"] == [2.0, 1.0]
+
+
+def test_gpu_train_smoke_flags_what_a_user_would_not_accept():
+    from benchmarks.gpu_train_smoke import verdict
+
+    report = {"changed_share": 0.95, "noise_share": 0.3}
+    good = {"train_loss": [1.10, 1.05], "perturbation": [report, report], "finished": True}
+    assert verdict(method="1-1", run=good, returncode=0) == []
+    assert verdict(method="none", run={**good, "perturbation": [None, None]}, returncode=0) == []
+    rising = verdict(method="1-1", run={**good, "train_loss": [1.05, 1.10]}, returncode=0)
+    assert rising == ["training loss did not fall: 1.0500 -> 1.1000"]
+    assert "not finite" in verdict(method="1-1", run={**good, "train_loss": [1.1, float("nan")]}, returncode=0)[0]
+    assert verdict(method="1-1", run={**good, "perturbation": [report, None]}, returncode=0) == [
+        "an epoch without the provider's figures"]
+    assert "provider figures not finite" in verdict(
+        method="1-1", run={**good, "perturbation": [report, {"changed_share": float("nan"), "noise_share": 0.1}]},
+        returncode=0)[0]
+    assert verdict(method="none", run={**good, "finished": False}, returncode=3) == [
+        "exit 3", "no finished run_summary.json"]

@@ -176,3 +176,44 @@ def test_lexnames_agree_with_the_data_files():
                 assert listed_category == category, (suffix, line[:40])
                 assert name.startswith(suffix + "."), (suffix, name)
     assert used == set(range(45))
+
+
+# A machine without nltk (a lent GPU machine, a slim container) can still train the WordNet
+# methods from a cached synonym table; only building a table needs nltk, and its absence is one line.
+_NO_NLTK = """
+import sys
+sys.modules["nltk"] = None  # `import nltk` now raises ImportError, as where it is not installed
+from transformers import AutoTokenizer
+from noise_training.errors import ProviderDataError
+from noise_training.synonyms import load_or_build_synonym_table
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+try:
+    table = load_or_build_synonym_table(tokenizer=tokenizer, cache_dir=sys.argv[2])
+except ProviderDataError as exc:
+    print("ProviderDataError:", exc)
+else:
+    print("entries", table.synonym_ids.numel())
+"""
+
+
+def test_a_cached_synonym_table_needs_no_nltk_and_building_one_says_nltk_is_missing(wordnet_info, minilm_path,
+                                                                                     tmp_path):
+    from transformers import AutoTokenizer
+
+    from noise_training.synonyms import load_or_build_synonym_table
+
+    cached = tmp_path / "cached"
+    table = load_or_build_synonym_table(tokenizer=AutoTokenizer.from_pretrained(minilm_path), cache_dir=cached)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def without_nltk(cache_dir: Path) -> str:
+        done = subprocess.run([sys.executable, "-c", _NO_NLTK, str(minilm_path), str(cache_dir)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert without_nltk(cached) == f"entries {table.synonym_ids.numel()}"
+    empty = tmp_path / "empty"
+    assert without_nltk(empty) == ("ProviderDataError: nltk is not installed (pip install nltk); it reads WordNet "
+                                   "to build the synonym table, which is then cached")
+    assert not empty.exists() or not any(empty.iterdir())
