@@ -120,6 +120,77 @@ def test_one_trainer_step_equals_run_training_step(pair, name):
             assert logs["adv_loss"] == pytest.approx(outcome.adv_loss, rel=1e-6)
 
 
+def test_neftune_step_equals_transformers_own_neftune(pair):
+    """perturbation="neftune" gives the loss and gradients of Trainer with its own NEFTune hook, same seed."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.integrations.neftune import activate_neftune, deactivate_neftune
+
+    hf, batch = pair["hf"], pair["batch"]
+    ours = _trainer(pair, "neftune", {"neftune_noise_alpha": 15.0})
+    hf.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    loss = ours.training_step(ours.model, dict(batch))
+    mine = {name: p.grad.clone() for name, p in hf.named_parameters() if p.grad is not None}
+    clean = Trainer(model=hf, args=TrainingArguments(output_dir=str(pair["root"] / "plain"), report_to="none",
+                                                     use_cpu=True, per_device_train_batch_size=6))
+    clean.current_gradient_accumulation_steps = 1  # what Trainer.train() sets before its steps
+    hf.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    clean_loss = clean.training_step(clean.model, dict(batch))  # the guard: no noise, another loss
+    handle = activate_neftune(hf, 15.0)  # what Trainer.train() does with TrainingArguments(neftune_noise_alpha=15)
+    try:
+        hf.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        theirs_loss = clean.training_step(clean.model, dict(batch))
+    finally:
+        deactivate_neftune(hf, handle)
+    theirs = {name: p.grad.clone() for name, p in hf.named_parameters() if p.grad is not None}
+    hf.zero_grad(set_to_none=True)
+    assert float(clean_loss) != pytest.approx(float(theirs_loss), rel=1e-6)
+    assert float(loss) == pytest.approx(float(theirs_loss), rel=1e-6)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-5, atol=1e-7, msg=name)
+    logs = {"loss": float(loss)}
+    ours.log(logs)
+    assert logs["forward_passes_per_step"] == 1 and logs["backward_passes_per_step"] == 1 and "adv_loss" not in logs
+
+
+def test_neftune_trainer_predicts_without_noise(pair):
+    """Prediction after NEFTune training steps is the model's clean output (evaluation never calls a provider)."""
+    from torch.utils.data import Dataset
+
+    hf, batch = pair["hf"], pair["batch"]
+
+    class Rows(Dataset):
+        def __len__(self):
+            return len(batch["labels"])
+
+        def __getitem__(self, index):
+            return {key: value[index] for key, value in batch.items()}
+
+    trainer = _trainer(pair, "neftune", {"neftune_noise_alpha": 15.0})
+    for _ in range(2):
+        trainer.training_step(trainer.model, dict(batch))
+    hf.zero_grad(set_to_none=True)
+    predicted = trainer.predict(Rows()).predictions
+    hf.eval()
+    with torch.no_grad():
+        clean = hf(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert torch.equal(torch.as_tensor(predicted), clean)
+
+
+def test_trainer_neftune_beside_a_perturbation_is_refused(pair):
+    from transformers import TrainingArguments
+
+    from noise_training.hf import PerturbationTrainer
+
+    args = TrainingArguments(output_dir=str(pair["root"] / "n"), report_to="none", use_cpu=True, neftune_noise_alpha=5)
+    with pytest.raises(ValueError, match="neftune_noise_alpha together with a perturbation"):
+        PerturbationTrainer(model=pair["hf"], args=args, processing_class=pair["tokenizer"], perturbation="1-1",
+                            cache_dir=pair["cache"])
+
+
 def test_bad_provider_options_are_one_line_errors(pair):
     from noise_training.errors import ProviderConfigError
 
