@@ -51,7 +51,9 @@ __all__ = [
     "parse_args", "render", "run_benchmark", "run_step",
 ]
 
-DEFAULT_METHODS = ("none", "smart", "1-1", "1-1:two_pass", "1-2", "2-1", "2-2", "2-3", "wordnet_0.5")
+# smart_mtdnn and the controls (r3f, 1-1_random, neftune): their step times beside none's and SMART's
+DEFAULT_METHODS = ("none", "smart_mtdnn", "smart", "1-1", "1-1:two_pass", "1-2", "2-1", "2-2", "2-3", "wordnet_0.5",
+                   "r3f", "1-1_random", "neftune")
 TARGETS = (("1-1", "smart", 0.70), ("2-2", "smart", 0.90))
 PROVIDER_SHARE_TARGET = 0.03  # a provider's own work, as a share of a 1-1 step
 

@@ -65,6 +65,7 @@ class TimedProvider:
         self.device = device
         self.needs_saliency = getattr(provider, "needs_saliency", False)
         self.depends_on_step1 = getattr(provider, "depends_on_step1", True)
+        self.perturbs_step1_input = getattr(provider, "perturbs_step1_input", False)
         self.last = 0.0
 
     def perturb(self, ctx):

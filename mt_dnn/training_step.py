@@ -10,7 +10,8 @@ This is the single place where a perturbation provider plugs into training (desi
 
 A provider that declares ``depends_on_step1 = False`` is asked for its perturbation before
 step 1, and steps 1 and 2 then run as one forward pass over [clean; perturbed] (see
-``fuse_passes``).
+``fuse_passes``). A provider that declares ``perturbs_step1_input = True`` (NEFTune) is asked
+first too, and its embeddings are step 1's input: one pass, no step 2, no adversarial term.
 
 Losses are sums over this rank's examples divided by ``normaliser`` (the global batch's
 example count divided by the world size), so that gradient accumulation and a batch split
@@ -92,19 +93,26 @@ def run_training_step(
             embedding_output=embedding_output,
         )
 
-    def step_one():
+    def step_one(inputs_embeds=None):
         with autocast():
-            return model(task=task.name, inputs_embeds=tok_emb, attention_mask=attention_mask,
-                         token_type_ids=token_type_ids)
+            return model(task=task.name, inputs_embeds=tok_emb if inputs_embeds is None else inputs_embeds,
+                         attention_mask=attention_mask, token_type_ids=token_type_ids)
 
     with autocast():
         tok_emb = forward_model.token_embeddings(input_ids)
     perturbable = perturbable_token_mask(input_ids=input_ids, attention_mask=attention_mask,
                                          special_ids=special_ids)
-    early = (fuse_passes and not getattr(provider, "depends_on_step1", True)
+    on_input = getattr(provider, "perturbs_step1_input", False)
+    early = (fuse_passes and not on_input and not getattr(provider, "depends_on_step1", True)
              and not getattr(provider, "needs_saliency", False))
     adv_logits = None
-    if early:
+    if on_input:
+        # The provider's embeddings are what the model trains on (its delta carries no gradient;
+        # the table still gets its gradient through tok_emb); there is no step 2.
+        perturbation = provider.perturb(context(logits=None, saliency=None))
+        logits = step_one(None if perturbation is None else perturbation.embeddings)
+        task_loss_sum = task_loss_fn(logits, labels, reduction="sum")
+    elif early:
         perturbation: Perturbation | None = provider.perturb(context(logits=None, saliency=None))
         fused = (perturbation is not None and not perturbation.skipped
                  and perturbation.forward_context is contextlib.nullcontext
@@ -144,7 +152,7 @@ def run_training_step(
             extras = [perturbation.extra_stats[name].detach().float().reshape(1) for name in extra_names]
             stat_sums = torch.cat([stat_sums, *extras])
         adv_skipped = perturbation.skipped
-        if not perturbation.skipped:
+        if not perturbation.skipped and not on_input:
             if adv_logits is None:
                 with autocast(), perturbation.forward_context():
                     adv_logits = (adv_model or model)(task=task.name, inputs_embeds=perturbation.embeddings,

@@ -9,6 +9,11 @@ A provider whose perturbation needs nothing from step 1 (only the ids, the token
 embeddings and the mask) says so with ``depends_on_step1 = False``: the trainer then asks
 for it *before* step 1 (``ctx.logits`` is None) and runs steps 1 and 2 as one forward pass
 over the batch [clean; perturbed], which does the same arithmetic in half the passes.
+
+A provider that changes what the model trains on instead of adding a second pass (NEFTune)
+says so with ``perturbs_step1_input = True``: the trainer asks for it before step 1, step 1
+runs on its ``embeddings`` (the task loss is computed on the noisy input), and there is no
+step 2 and no adversarial term. Evaluation never calls a provider, so it stays clean.
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ class PerturbationProvider:
     # False: perturb() reads only ids, token embeddings and masks (never logits or saliency),
     # so the trainer may call it before step 1 and fuse steps 1 and 2 into one pass.
     depends_on_step1: bool = True
+    # True: perturb() is asked before step 1 and its embeddings replace step 1's input; no step 2
+    # is run and no adversarial term is added (NEFTune: noise on the embeddings, plain cost).
+    perturbs_step1_input: bool = False
 
     def __init__(self, *, options: dict[str, Any], model, tokenizer, cache_dir) -> None:
         self.options = dict(options)

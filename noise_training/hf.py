@@ -18,6 +18,10 @@ steps and logged through the Trainer's own ``log`` (so its console, TensorBoard 
 divided by the accumulation steps, as ``Trainer`` itself scales it, and the backward pass is
 ``accelerator.backward`` (mixed precision and DDP as accelerate sets them up).
 
+``perturbation="neftune"`` is NEFTune as ``TrainingArguments(neftune_noise_alpha=...)`` computes it
+(the same bound and draw as transformers' hook), through the same training step; evaluation and
+prediction never call the provider, so they see no noise, as with the hook.
+
 Layering: this is an integration module on top of both packages, the one place in
 noise_training that imports mt_dnn; the providers and the registry never do, and nothing in
 the project imports this module (it needs the ``hf`` extra: ``pip install -e .[hf]``).
@@ -154,6 +158,11 @@ class PerturbationTrainer(Trainer):
 
             cache_dir = default_cache_dir()
         spec, options = resolve_options(name=perturbation, given=dict(perturbation_options or {}))
+        if getattr(self.args, "neftune_noise_alpha", None) is not None and spec.name != "none":
+            # Trainer's own hook would add its noise to every pass of the provider's step too
+            raise ValueError("PerturbationTrainer: TrainingArguments.neftune_noise_alpha together with a perturbation "
+                             "is not supported; use perturbation='neftune', perturbation_options="
+                             "{'neftune_noise_alpha': ...} instead")
         self.perturbation = spec.name
         self.perturbation_options = options
         self.adv_alpha = float(options.get("adv_alpha", 0.0))

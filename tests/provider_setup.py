@@ -29,6 +29,13 @@ PAIRS = [
 ]
 HEAD_SCALE = 10.0
 
+# Settings under which each provider's adversarial term is visible on these tiny batches. SMART's defaults
+# (η = σ = 1e-5) move the input by 1e-5: its term is then ~1e-5 of the gradient, under any guard.
+# 2-3 changes the 15% least salient tokens halfway: 0.15% of the gradient here; 30% of them, all the way: 3.7%.
+# R3F's ε = 1e-5 likewise; ε = 0.3 gives a term of the size of 1-1's on this fixture.
+SETTINGS = {"smart": {"adv_step_size": 1e-1, "adv_noise_var": 1e-2}, "2-3": {"noise_ratio": 0.3, "noise_size": 1.0},
+            "r3f": {"noise_eps": 0.3}}
+
 
 def signal_bert_setup(root: Path) -> dict:
     """The tiny BERT (eval mode, float64), its tokenizer, a labelled batch of PAIRS, the special ids."""

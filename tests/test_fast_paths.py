@@ -18,8 +18,9 @@ from mt_dnn.model import build_model
 from mt_dnn.task_def import load_task_defs
 from mt_dnn.training_step import run_training_step
 from noise_training.base import Perturbation, perturbation_stats
-from noise_training.registry import build_provider, resolve_options
+from noise_training.registry import build_provider, provider_names, resolve_options
 from conftest import REPO_ROOT
+from provider_setup import SETTINGS
 from tiny_models import SIGNAL_INIT, tiny_bert, tiny_roberta
 
 TASK = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
@@ -29,7 +30,6 @@ PAIRS = [
     ("a small dog sleeps .", "the little cat eats in the kitchen with a large dog ."),
     ("the old woman reads a new book in the garden", "a woman reads ."),
 ]
-FUSABLE = ("1-1", "1-2", "2-1", "1-1_1.0", "wordnet_0.5")
 
 
 def _setup(folder, cache):
@@ -67,8 +67,8 @@ def _assert_close_relative(got, want):
         torch.testing.assert_close(got[key], want[key], rtol=1e-9, atol=1e-9 * scale, msg=key)
 
 
-def _provider(tiny, name):
-    spec, options = resolve_options(name=name, given={})
+def _provider(tiny, name, given=None):
+    spec, options = resolve_options(name=name, given=given or {})
     return build_provider(name=spec.name, options=options, model=tiny["model"], tokenizer=tiny["tokenizer"],
                           cache_dir=tiny["cache"])
 
@@ -80,6 +80,7 @@ class _Recording:
         self.provider = provider
         self.needs_saliency = getattr(provider, "needs_saliency", False)
         self.depends_on_step1 = getattr(provider, "depends_on_step1", True)
+        self.perturbs_step1_input = getattr(provider, "perturbs_step1_input", False)
         self.options = provider.options
         self.result: Perturbation | None = None
         self.saw_logits = None
@@ -109,14 +110,24 @@ def _step(tiny, provider, *, fuse, model=None, seed=7):
     return outcome, grads, recording, calls
 
 
-@pytest.mark.parametrize("name", FUSABLE)
+def _fusable(provider) -> bool:
+    """What the provider declares: a step 2 whose noise needs nothing from step 1."""
+    return not (provider.depends_on_step1 or provider.needs_saliency or provider.perturbs_step1_input)
+
+
+@pytest.mark.parametrize("name", provider_names())
 def test_fused_step_equals_two_pass_step(bert, name):
-    provider = _provider(bert, name)
-    assert provider.depends_on_step1 is False
+    provider = _provider(bert, name, SETTINGS.get(name))  # settings under which the term is visible
     fused, fused_grads, fused_seen, fused_calls = _step(bert, provider, fuse=True)
     plain, plain_grads, plain_seen, plain_calls = _step(bert, provider, fuse=False)
-
     n = bert["batch"]["labels"].shape[0]
+    if not _fusable(provider):
+        # nothing to fuse: the flag changes nothing, one model call of the batch per forward pass
+        assert fused_calls == plain_calls == [n] * fused.forwards
+        assert (fused.task_loss, fused.adv_loss, fused.stats) == (plain.task_loss, plain.adv_loss, plain.stats)
+        _assert_close_relative(fused_grads, plain_grads)
+        return
+
     assert fused_calls == [2 * n] and plain_calls == [n, n]  # one pass over [clean; perturbed] vs two
     assert fused_seen.saw_logits is False and plain_seen.saw_logits is True
     # the same noise (same seed, no dropout, so the provider's draws do not depend on when it runs)

@@ -25,6 +25,7 @@ from mt_dnn.model import build_model  # noqa: E402
 from mt_dnn.task_def import load_task_defs  # noqa: E402
 from mt_dnn.training_step import run_training_step  # noqa: E402
 from noise_training.registry import build_provider, provider_names, resolve_options  # noqa: E402
+from provider_setup import SETTINGS  # noqa: E402
 from tiny_models import SIGNAL_INIT, synthetic_sentences, tiny_bert, tiny_roberta  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def pair(request, tmp_path_factory):
             "root": root, "kind": request.param}
 
 
-def _trainer(pair, name, **kwargs):
+def _trainer(pair, name, options=None, **kwargs):
     from transformers import TrainingArguments
 
     from noise_training.hf import PerturbationTrainer
@@ -64,15 +65,18 @@ def _trainer(pair, name, **kwargs):
     args = TrainingArguments(output_dir=str(pair["root"] / "trainer"), report_to="none", use_cpu=True,
                              per_device_train_batch_size=6, **kwargs)
     return PerturbationTrainer(model=pair["hf"], args=args, processing_class=pair["tokenizer"], perturbation=name,
-                               cache_dir=pair["cache"])
+                               perturbation_options=options, cache_dir=pair["cache"])
 
 
 @pytest.mark.parametrize("name", provider_names())
 def test_one_trainer_step_equals_run_training_step(pair, name):
     ours, hf, task, batch = pair["ours"], pair["hf"], pair["task"], pair["batch"]
     names = name_map(model=ours, task_name="anli", hf_model=hf, layout=head_layout(hf))
-    trainer = _trainer(pair, name)  # before our step: Trainer's __init__ seeds the generators
-    _, options = resolve_options(name=name, given={})
+    # settings under which the term is visible (SMART's and R3F's defaults move the input by 1e-5: the
+    # term rounds to 0 in float32)
+    given = SETTINGS.get(name, {})
+    trainer = _trainer(pair, name, given)  # before our step: Trainer's __init__ seeds the generators
+    _, options = resolve_options(name=name, given=given)
     provider = build_provider(name=name, options=options, model=ours, tokenizer=pair["tokenizer"],
                               cache_dir=pair["cache"])
     special_ids = torch.tensor(sorted(set(pair["tokenizer"].all_special_ids)))
@@ -89,8 +93,10 @@ def test_one_trainer_step_equals_run_training_step(pair, name):
 
     assert float(loss) == pytest.approx(float(outcome.loss), rel=1e-6, abs=1e-7)
     # the perturbation did something (the tiny RoBERTa's 400 byte-level pieces hold no WordNet synonym pair)
+    # (a provider that perturbs step 1's input, NEFTune, has no second pass and no term)
+    on_input = provider.perturbs_step1_input
     if name != "none" and not (pair["kind"] == "roberta" and name.startswith("wordnet")):
-        assert outcome.stats["changed_share"] > 0 and outcome.adv_loss > 0
+        assert outcome.stats["changed_share"] > 0 and (outcome.adv_loss is None if on_input else outcome.adv_loss > 0)
     theirs = dict(hf.named_parameters())
     compared = 0
     for our_name, parameter in ours.named_parameters():
@@ -108,7 +114,81 @@ def test_one_trainer_step_equals_run_training_step(pair, name):
     if name != "none":
         assert logs["changed_share"] == pytest.approx(outcome.stats["changed_share"])
         assert logs["noise_share"] == pytest.approx(outcome.stats["noise_share"])
-        assert logs["adv_loss"] == pytest.approx(outcome.adv_loss, rel=1e-6)
+        if on_input:
+            assert "adv_loss" not in logs
+        else:
+            assert logs["adv_loss"] == pytest.approx(outcome.adv_loss, rel=1e-6)
+
+
+def test_neftune_step_equals_transformers_own_neftune(pair):
+    """perturbation="neftune" gives the loss and gradients of Trainer with its own NEFTune hook, same seed."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.integrations.neftune import activate_neftune, deactivate_neftune
+
+    hf, batch = pair["hf"], pair["batch"]
+    ours = _trainer(pair, "neftune", {"neftune_noise_alpha": 15.0})
+    hf.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    loss = ours.training_step(ours.model, dict(batch))
+    mine = {name: p.grad.clone() for name, p in hf.named_parameters() if p.grad is not None}
+    clean = Trainer(model=hf, args=TrainingArguments(output_dir=str(pair["root"] / "plain"), report_to="none",
+                                                     use_cpu=True, per_device_train_batch_size=6))
+    clean.current_gradient_accumulation_steps = 1  # what Trainer.train() sets before its steps
+    hf.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    clean_loss = clean.training_step(clean.model, dict(batch))  # the guard: no noise, another loss
+    handle = activate_neftune(hf, 15.0)  # what Trainer.train() does with TrainingArguments(neftune_noise_alpha=15)
+    try:
+        hf.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        theirs_loss = clean.training_step(clean.model, dict(batch))
+    finally:
+        deactivate_neftune(hf, handle)
+    theirs = {name: p.grad.clone() for name, p in hf.named_parameters() if p.grad is not None}
+    hf.zero_grad(set_to_none=True)
+    assert float(clean_loss) != pytest.approx(float(theirs_loss), rel=1e-6)
+    assert float(loss) == pytest.approx(float(theirs_loss), rel=1e-6)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-5, atol=1e-7, msg=name)
+    logs = {"loss": float(loss)}
+    ours.log(logs)
+    assert logs["forward_passes_per_step"] == 1 and logs["backward_passes_per_step"] == 1 and "adv_loss" not in logs
+
+
+def test_neftune_trainer_predicts_without_noise(pair):
+    """Prediction after NEFTune training steps is the model's clean output (evaluation never calls a provider)."""
+    from torch.utils.data import Dataset
+
+    hf, batch = pair["hf"], pair["batch"]
+
+    class Rows(Dataset):
+        def __len__(self):
+            return len(batch["labels"])
+
+        def __getitem__(self, index):
+            return {key: value[index] for key, value in batch.items()}
+
+    trainer = _trainer(pair, "neftune", {"neftune_noise_alpha": 15.0})
+    for _ in range(2):
+        trainer.training_step(trainer.model, dict(batch))
+    hf.zero_grad(set_to_none=True)
+    predicted = trainer.predict(Rows()).predictions
+    hf.eval()
+    with torch.no_grad():
+        clean = hf(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert torch.equal(torch.as_tensor(predicted), clean)
+
+
+def test_trainer_neftune_beside_a_perturbation_is_refused(pair):
+    from transformers import TrainingArguments
+
+    from noise_training.hf import PerturbationTrainer
+
+    args = TrainingArguments(output_dir=str(pair["root"] / "n"), report_to="none", use_cpu=True, neftune_noise_alpha=5)
+    with pytest.raises(ValueError, match="neftune_noise_alpha together with a perturbation"):
+        PerturbationTrainer(model=pair["hf"], args=args, processing_class=pair["tokenizer"], perturbation="1-1",
+                            cache_dir=pair["cache"])
 
 
 def test_bad_provider_options_are_one_line_errors(pair):

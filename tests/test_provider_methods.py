@@ -349,3 +349,276 @@ def test_real_roberta_tokenizer_placeholders_are_never_neighbours():
     assert {"madeupword0000", "madeupword0001", "madeupword0002", "<s>", "</s>", "<pad>", "<unk>"} <= excluded
     assert not excluded & {"Ġcar", "car", "made", "Ġmade"}
 
+
+
+# ---------------------------------------------------------------------------------- R3F
+
+def test_r3f_noise_lies_within_eps_and_is_centred(tiny):
+    """Uniform(−ε, ε) at every position (fairseq perturbs every token): bounded, mean ≈ 0, spread ≈ ε/√3."""
+    eps = 1e-5
+    provider = make_provider(tiny, "r3f")
+    assert provider.eps == eps and provider.noise_type == "uniform"
+    ctx, _ = make_context(tiny, provider)
+    torch.manual_seed(0)
+    result = provider.perturb(ctx)
+    assert result.delta.abs().max() <= eps and torch.equal(result.changed, ctx.attention_mask.bool())
+    assert (result.delta.abs().amax(-1) > 0).all()  # special tokens and padding too
+    # the law itself, on many draws of a larger batch
+    noise = provider.draw(torch.zeros(64, 128, 48, dtype=torch.float64))
+    n = noise.numel()
+    assert noise.abs().max() <= eps and noise.abs().max() > 0.999 * eps
+    assert abs(noise.mean().item()) < 4 * (eps / 3 ** 0.5) / n ** 0.5  # 4 standard errors of the mean
+    assert noise.std().item() == pytest.approx(eps / 3 ** 0.5, rel=0.01)
+    normal = make_provider(tiny, "r3f", noise_type="normal").draw(torch.zeros(64, 128, 48, dtype=torch.float64))
+    assert normal.std().item() == pytest.approx(eps, rel=0.01) and abs(normal.mean().item()) < 4 * eps / n ** 0.5
+
+
+def test_r3f_step_two_gives_the_embedding_table_no_gradient(tiny):
+    """Step 2 runs on a detached copy: the adversarial term alone reaches the model but not the table."""
+    model = tiny["model"]
+    provider = make_provider(tiny, "r3f", noise_eps=0.3)  # a term far above rounding on this fixture
+    table = model.encoder.get_input_embeddings().weight
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    assert not result.embeddings.requires_grad
+    model.zero_grad(set_to_none=True)
+    symmetric_kl(ctx.logits.detach(), ctx.forward(inputs_embeds=result.embeddings), reduction="sum").backward()
+    assert table.grad is None or not table.grad.any()
+    assert model.encoder.encoder.layer[0].attention.self.query.weight.grad.abs().max() > 0  # it reached the model
+    # the guard: the same noise on the embeddings with their graph does reach the table
+    model.zero_grad(set_to_none=True)
+    adv = ctx.forward(inputs_embeds=ctx.token_embeddings + result.delta)
+    symmetric_kl(ctx.logits.detach(), adv, reduction="sum").backward()
+    assert table.grad.abs().max() > 0
+    model.zero_grad(set_to_none=True)
+
+
+def test_r3f_with_eps_zero_adds_exactly_nothing(tiny):
+    """ε = 0: step 2's input is the clean input bit for bit, and (two passes) so are its predictions. The term
+    is then the loss of two equal predictions, which is not the float 0: symmetric_kl takes log(softmax) of
+    the target and log_softmax of the input, equal only to the last bit (−6e-17 here). In the fused pass the
+    rows of the 2B batch go through differently blocked matrix products: 0 to rounding only."""
+    model = tiny["model"]
+    provider = make_provider(tiny, "r3f", noise_eps=0.0)
+    ctx, _ = make_context(tiny, provider)
+    result = provider.perturb(ctx)
+    assert torch.equal(result.embeddings, ctx.token_embeddings) and not result.changed.any()
+    for fuse in (False, True):
+        outputs = []
+        handle = model.register_forward_hook(lambda module, args, output: outputs.append(output.detach()))
+        try:
+            outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=tiny["batch"],
+                                        task=TASK, adv_alpha=1.0, special_ids=tiny["special_ids"], normaliser=3.0,
+                                        fuse_passes=fuse)
+        finally:
+            handle.remove()
+        model.zero_grad(set_to_none=True)
+        assert outcome.stats["changed_share"] == 0.0 and outcome.forwards == 2
+        if fuse:
+            assert abs(outcome.adv_loss) < 1e-12  # float64 rounding; ε = 1e-5 gives ~2e-9 on this fixture
+        else:
+            clean, perturbed = outputs
+            assert torch.equal(clean, perturbed)
+            floor = symmetric_kl(clean, clean, reduction="sum").float().item() / 3  # as the step reports it
+            assert outcome.adv_loss == floor and abs(floor) < 1e-15
+
+
+# ---------------------------------------------------------------------------------- 1-1_random
+
+def _token_cosines(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a[mask].double(), b[mask].double(), dim=-1)
+
+
+def test_one_one_random_has_one_ones_norms_and_shares(tiny):
+    from noise_training.base import perturbation_stats
+
+    ctx, _ = make_context(tiny, make_provider(tiny, "1-1"))
+    one_one = make_provider(tiny, "1-1").perturb(ctx)
+    torch.manual_seed(0)
+    random = make_provider(tiny, "1-1_random").perturb(ctx)
+    mask = ctx.perturbable_mask
+    torch.testing.assert_close(random.delta.norm(dim=-1), one_one.delta.norm(dim=-1), rtol=1e-12, atol=0)
+    assert torch.equal(random.changed, one_one.changed) and torch.equal(random.changed, mask)
+    frozen = ~mask  # special tokens and padding: exactly unchanged
+    assert not random.delta[frozen].any() and torch.equal(random.embeddings[frozen], ctx.token_embeddings[frozen])
+    shares = [perturbation_stats(perturbation=p, token_embeddings=ctx.token_embeddings, perturbable_mask=mask)
+              for p in (one_one, random)]
+    assert shares[0]["noise_share"] > 0.05  # 1-1 moves the tokens visibly on this fixture
+    assert shares[1]["noise_share"] == pytest.approx(shares[0]["noise_share"], rel=1e-9)
+    assert shares[1]["changed_share"] == shares[0]["changed_share"] == 1.0
+    # not 1-1's direction: the cosines are spread around 0, 1-1's with itself is 1
+    assert (_token_cosines(one_one.delta, one_one.delta, mask) - 1).abs().max() < 1e-12
+    assert _token_cosines(random.delta, one_one.delta, mask).abs().max() < 0.9
+
+
+def test_one_one_random_draws_a_new_direction_every_step(tiny):
+    provider = make_provider(tiny, "1-1_random")
+    ctx, _ = make_context(tiny, provider)
+    first, second = provider.perturb(ctx), provider.perturb(ctx)
+    mask = ctx.perturbable_mask
+    torch.testing.assert_close(first.delta.norm(dim=-1), second.delta.norm(dim=-1), rtol=1e-12, atol=0)
+    assert _token_cosines(first.delta, second.delta, mask).max() < 0.99  # every token's direction changed
+
+
+def _snli_batch(tokenizer, snli_dir, *, pairs: int = 64):
+    import json
+
+    lines = (snli_dir / "snli_dev.jsonl").read_text(encoding="utf-8").splitlines()[:pairs]
+    rows = [json.loads(line) for line in lines]
+    return tokenizer([r["sentence1"] for r in rows], [r["sentence2"] for r in rows], padding=True, return_tensors="pt",
+                     return_token_type_ids=True)
+
+
+@pytest.mark.slow
+def test_one_one_random_is_unrelated_to_one_ones_direction_on_real_snli(minilm_path, snli_dir, tmp_path):
+    """On real SNLI tokens and the packaged MiniLM: mean cosine with 1-1's noise near 0, the same norms."""
+    from transformers import AutoTokenizer
+
+    from noise_training.base import StepContext, perturbable_token_mask
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = build_model(model_name=str(minilm_path), tasks={"anli": TASK}, tokenizer=tokenizer)
+    setup = {"model": model, "tokenizer": tokenizer, "cache": tmp_path / "cache"}
+    batch = _snli_batch(tokenizer, snli_dir)
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    mask = perturbable_token_mask(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  special_ids=special_ids)
+    with torch.no_grad():
+        emb = model.token_embeddings(batch["input_ids"])
+    ctx = StepContext(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      token_type_ids=batch["token_type_ids"], token_embeddings=emb, logits=None,
+                      perturbable_mask=mask, forward=None, adv_loss=None)
+    one_one = make_provider(setup, "1-1").perturb(ctx)
+    torch.manual_seed(0)
+    random = make_provider(setup, "1-1_random").perturb(ctx)
+    assert int(mask.sum()) > 1000  # real tokens, not a handful
+    cosines = _token_cosines(random.delta, one_one.delta, mask)
+    assert abs(cosines.mean().item()) < 0.05
+    assert (_token_cosines(one_one.delta, one_one.delta, mask) - 1).abs().max() < 1e-6
+    torch.testing.assert_close(random.delta.norm(dim=-1), one_one.delta.norm(dim=-1), rtol=1e-5, atol=1e-7)
+    assert not random.delta[~mask].any()
+
+
+# ---------------------------------------------------------------------------------- NEFTune
+
+def test_neftune_noise_lies_within_its_bound_and_fills_it(tiny):
+    provider = make_provider(tiny, "neftune")
+    assert provider.alpha == 5.0 and provider.perturbs_step1_input
+    ctx, _ = make_context(tiny, provider)
+    length, hidden = ctx.token_embeddings.shape[1:]
+    bound = 5.0 / (length * hidden) ** 0.5
+    torch.manual_seed(0)
+    noise = torch.cat([provider.perturb(ctx).delta.flatten() for _ in range(20)])
+    assert noise.abs().max() <= bound * (1 + 1e-6) and noise.abs().max() > 0.99 * bound
+    assert noise.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.03)
+    assert abs(noise.mean().item()) < 4 * bound / 3 ** 0.5 / noise.numel() ** 0.5
+
+
+@pytest.mark.parametrize("alpha", [5.0, 10.0, 15.0])
+def test_neftune_noise_equals_transformers_hook(tiny, alpha):
+    """The same generator state gives transformers' neftune_post_forward_hook's noise, bit for bit."""
+    from transformers.integrations.neftune import neftune_post_forward_hook
+
+    provider = make_provider(tiny, "neftune", neftune_noise_alpha=alpha)
+    ctx, _ = make_context(tiny, provider)
+    embedding = tiny["model"].encoder.get_input_embeddings()
+    embedding.neftune_noise_alpha = alpha
+    handle = embedding.register_forward_hook(neftune_post_forward_hook)
+    was_training = embedding.training
+    try:
+        embedding.train()
+        torch.manual_seed(3)
+        theirs = embedding(ctx.input_ids)
+        embedding.eval()  # the hook adds nothing outside training
+        assert torch.equal(embedding(ctx.input_ids), ctx.token_embeddings)
+    finally:
+        handle.remove()
+        del embedding.neftune_noise_alpha
+        embedding.train(was_training)
+    torch.manual_seed(3)
+    ours = provider.perturb(ctx)
+    assert not torch.equal(theirs, ctx.token_embeddings)
+    assert torch.equal(ours.embeddings, theirs)
+
+
+def test_neftune_trains_on_the_noisy_input_in_one_pass(tiny):
+    model = tiny["model"]
+    provider = make_provider(tiny, "neftune")
+    calls = []
+    handle = model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(kwargs["inputs_embeds"]),
+                                             with_kwargs=True)
+    try:
+        torch.manual_seed(4)
+        outcome = run_training_step(model=model, forward_model=model, provider=provider, batch=tiny["batch"],
+                                    task=TASK, adv_alpha=0.0, special_ids=tiny["special_ids"], normaliser=3.0)
+    finally:
+        handle.remove()
+    model.zero_grad(set_to_none=True)
+    assert (outcome.forwards, outcome.backwards) == (1, 1) and outcome.adv_loss is None
+    (seen,) = calls  # one model call, on the noisy embeddings
+    clean = model.token_embeddings(tiny["batch"]["input_ids"])
+    length, hidden = clean.shape[1:]
+    moved = (seen - clean).detach()
+    assert moved.abs().max() <= 5.0 / (length * hidden) ** 0.5 * (1 + 1e-6) and (moved.abs().amax(-1) > 0).all()
+    assert outcome.stats["changed_share"] == 1.0 and outcome.stats["noise_share"] > 0
+
+
+def test_neftune_adds_no_noise_in_evaluation(tiny):
+    """Evaluation never calls the provider: after training steps, the model's predictions are the clean ones."""
+    from mt_dnn.evaluation import predict_split
+    from mt_dnn.features import TokenizedSplit
+
+    model, batch = tiny["model"], tiny["batch"]
+    common = dict(task="anli", input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  token_type_ids=batch["token_type_ids"])
+    with torch.no_grad():
+        before = model(**common)
+    provider = make_provider(tiny, "neftune", neftune_noise_alpha=15.0)
+    was_training = model.training
+    model.train()
+    try:
+        for _ in range(2):
+            run_training_step(model=model, forward_model=model, provider=provider, batch=batch, task=TASK,
+                              adv_alpha=0.0, special_ids=tiny["special_ids"], normaliser=3.0)
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(model(**common), before)
+        assert not model.encoder.get_input_embeddings()._forward_hooks  # nothing left on the table
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.slow
+def test_neftune_alpha_zero_run_equals_none_weight_for_weight(tmp_path):
+    """train.py, dropout on: α = 0 draws nothing, so the run is `none`'s; α = 5 is not (the guard)."""
+    from mt_dnn.checkpoint import CheckpointManager
+    from mt_dnn.cli_train import main as train_main
+    from tiny_models import tiny_bert, write_anli_like
+
+    model, data = tiny_bert(tmp_path / "bert"), write_anli_like(tmp_path / "anli")
+
+    def weights(name, *extra):
+        out = tmp_path / name
+        argv = ["--model", str(model), "--data_dir", str(data), "--cache_dir", str(tmp_path / "cache"),
+                "--train_datasets", "anli:r1_train", "--test_datasets", "anli:r1_dev", "--epochs", "1",
+                "--batch_size", "8", "--max_seq_len", "48", "--learning_rate", "1e-3", "--no_progress",
+                "--no_export", "--output_dir", str(out), *extra]
+        assert train_main(argv) == 0
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        epoch = next(r for r in records if r["kind"] == "train_epoch")
+        return CheckpointManager(out / "checkpoints").load_latest()[1]["model"], epoch
+
+    import json
+
+    none, _ = weights("none")
+    zero, zero_epoch = weights("alpha0", "--perturbation", "neftune", "--neftune_noise_alpha", "0")
+    five, five_epoch = weights("alpha5", "--perturbation", "neftune")
+    assert none.keys() == zero.keys()
+    assert all(torch.equal(none[key], zero[key]) for key in none)
+    assert not all(torch.equal(none[key], five[key]) for key in none)
+    for epoch in (zero_epoch, five_epoch):  # one forward and one backward per update, whatever α
+        assert epoch["forward_passes_per_update"] == 1.0 and epoch["backward_passes_per_update"] == 1.0
+    assert five_epoch["perturbation"]["noise_share"] > 0 and five_epoch["perturbation"]["changed_share"] == 1.0
+    assert five_epoch["perturbation"]["adv_loss"] is None

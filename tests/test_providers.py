@@ -18,12 +18,8 @@ import torch
 from mt_dnn.losses import symmetric_kl
 from mt_dnn.training_step import run_training_step
 from noise_training.registry import get_spec, provider_names, resolve_options
-from provider_setup import TASK, make_context, make_provider, signal_bert_setup
+from provider_setup import SETTINGS, TASK, make_context, make_provider, signal_bert_setup
 
-# Settings under which each provider's adversarial term is visible on this batch. SMART's defaults
-# (η = σ = 1e-5) move the input by 1e-5: its term is then ~1e-5 of the gradient, under any guard.
-# 2-3 changes the 15% least salient tokens halfway: 0.15% of the gradient here; 30% of them, all the way: 3.7%.
-SETTINGS = {"smart": {"adv_step_size": 1e-1, "adv_noise_var": 1e-2}, "2-3": {"noise_ratio": 0.3, "noise_size": 1.0}}
 GUARD_SHARE = 0.01  # the adversarial term's least share of the step's gradient norm
 
 
@@ -48,8 +44,9 @@ def test_every_provider_shape_specials_and_determinism(tiny, name):
     assert first.embeddings.dtype == ctx.token_embeddings.dtype
     assert not first.delta.requires_grad
     if provider.perturbs_every_position:
-        # smart_mtdnn, as MT-DNN's SMART: the embedding block's output, every real position moved
-        base = ctx.embedding_output()
+        # smart_mtdnn (as MT-DNN's SMART: the embedding block's output), r3f and neftune (token embeddings):
+        # every real position moved
+        base = ctx.embedding_output() if first.position_numbering == "encoder_default" else ctx.token_embeddings
         assert torch.equal(first.changed, ctx.attention_mask.bool())
         assert (first.delta.abs().amax(-1) > 0).all()
         torch.testing.assert_close(first.embeddings, base + first.delta)
@@ -67,18 +64,25 @@ def test_every_provider_shape_specials_and_determinism(tiny, name):
     assert torch.equal(first.delta, second.delta) and torch.equal(first.changed, second.changed)
 
 
-def _hand_loss(tiny, ctx, loss_sum, perturbation, *, alpha, normaliser):
+def _hand_loss(tiny, ctx, loss_sum, perturbation, *, alpha, normaliser, on_input=False):
     """(CE sum + alpha * Σ (KL(p||q) + KL(q||p))) / normaliser, written out, with the provider's (constant) delta.
 
-    Returns the loss and the batch's KL sum."""
+    Returns the loss and the batch's KL sum. A provider that perturbs step 1's input (NEFTune) has no
+    KL term: the loss is the CE of the token embeddings + delta (returned with None)."""
     model, batch = tiny["model"], tiny["batch"]
+    if perturbation is not None and on_input:
+        logits = model(task="anli", inputs_embeds=ctx.token_embeddings + perturbation.delta,
+                       attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+        return torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum") / normaliser, None
     loss = loss_sum / normaliser
     if perturbation is None:
         return loss, None
     if perturbation.position_numbering == "encoder_default":  # smart_mtdnn: embedding block output + noise
         step2_input = ctx.embedding_output() + perturbation.delta
     elif perturbation.reference is None:
-        step2_input = ctx.token_embeddings + perturbation.delta
+        # a provider that detaches the clean embeddings in step 2 (R3F) gives the table no gradient through it
+        clean = ctx.token_embeddings if perturbation.embeddings.requires_grad else ctx.token_embeddings.detach()
+        step2_input = clean + perturbation.delta
     else:  # smart --smart_at embedding_output: the hook adds delta inside the model
         step2_input = ctx.token_embeddings
     with perturbation.forward_context():
@@ -104,7 +108,8 @@ def _norm(grads):
 # (forward, backward) encoder passes per step: step 1; the provider's own (SMART's K ascent passes,
 # the saliency gradient); the adversarial pass. Fused passes of [clean; perturbed] count as two.
 PASSES = {"none": (1, 1), "smart": (3, 2), "smart_mtdnn": (3, 2), "1-1": (2, 1), "1-2": (2, 1), "2-1": (2, 1),
-          "2-2": (2, 2), "2-3": (2, 2), "wordnet_1.0": (2, 1), "1-1_1.0": (2, 1), "wordnet_0.5": (2, 1)}
+          "2-2": (2, 2), "2-3": (2, 2), "wordnet_1.0": (2, 1), "1-1_1.0": (2, 1), "wordnet_0.5": (2, 1),
+          "r3f": (2, 1), "1-1_random": (2, 1), "neftune": (1, 1)}
 
 
 @pytest.mark.parametrize("name", provider_names())
@@ -128,17 +133,25 @@ def test_every_provider_step_gradients_match_the_formula(tiny, name):
     torch.manual_seed(1)
     ctx, loss_sum = make_context(tiny, provider)
     perturbation = provider.perturb(ctx)
-    loss, kl_sum = _hand_loss(tiny, ctx, loss_sum, perturbation, alpha=alpha, normaliser=normaliser)
+    on_input = getattr(provider, "perturbs_step1_input", False)
+    loss, kl_sum = _hand_loss(tiny, ctx, loss_sum, perturbation, alpha=alpha, normaliser=normaliser,
+                              on_input=on_input)
     hand_grads = _gradients(model, loss)
     if perturbation is not None:
-        # The guard: this fixture must be able to see the adversarial term, or the comparison below is void.
+        # The guard: this fixture must be able to see the adversarial term (or, for a provider that perturbs
+        # step 1's input, the noise), or the comparison below is void.
         task_only = _gradients(model, loss_sum / normaliser)
         share = _norm({k: hand_grads[k] - task_only.get(k, 0) for k in hand_grads}) / _norm(hand_grads)
-        assert share >= GUARD_SHARE, (f"fixture degenerate for {name}: the adversarial term carries {share:.2e} of "
+        assert share >= GUARD_SHARE, (f"fixture degenerate for {name}: the perturbation carries {share:.2e} of "
                                       f"the step's gradient norm (needs {GUARD_SHARE})")
-        assert outcome.adv_loss == pytest.approx(kl_sum / 3, rel=1e-6)  # the batch's mean, through float32
-    # what the step reports: the task loss's batch mean, no skip, and the passes it ran
-    assert outcome.task_loss == pytest.approx(loss_sum.item() / 3, rel=1e-6) and not outcome.adv_skipped
+        if on_input:
+            assert outcome.adv_loss is None  # no second pass, no term
+        else:
+            assert outcome.adv_loss == pytest.approx(kl_sum / 3, rel=1e-6)  # the batch's mean, through float32
+    # what the step reports: the task loss's batch mean (of the noisy input's, for a provider that perturbs
+    # step 1's input), no skip, and the passes it ran
+    reported = loss.item() * normaliser if on_input else loss_sum.item()
+    assert outcome.task_loss == pytest.approx(reported / 3, rel=1e-6) and not outcome.adv_skipped
     assert (outcome.forwards, outcome.backwards) == PASSES[name], name
     assert hand_grads.keys() == step_grads.keys()
     scale = max(g.abs().max().item() for g in hand_grads.values())
@@ -166,7 +179,8 @@ def test_losses_of_half_precision_logits_are_computed_in_float32(dtype):
 
 
 def test_registry_names_aliases_and_option_ownership():
-    expected = {"none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5"}
+    expected = {"none", "smart", "1-1", "1-2", "2-1", "2-2", "2-3", "wordnet_1.0", "1-1_1.0", "wordnet_0.5",
+                "r3f", "1-1_random", "neftune"}
     assert expected <= set(provider_names())
     assert get_spec("similar-top1").name == "1-1"
     from noise_training.errors import ProviderConfigError as ConfigError  # the registry's own error type
@@ -183,3 +197,17 @@ def test_registry_names_aliases_and_option_ownership():
     assert options["adv_step_size"] == 1e-5 and options["adv_noise_var"] == 1e-5 and options["adv_k"] == 1
     _, options = resolve_options(name="2-2", given={})
     assert options["noise_ratio"] == 0.15 and options["noise_size"] == 0.5
+
+
+@pytest.mark.parametrize("name", provider_names())
+def test_every_provider_refuses_an_option_meant_for_another(name):
+    from noise_training.errors import ProviderConfigError as ConfigError
+    from noise_training.registry import all_options
+
+    owned = {option.name for option in get_spec(name).options} | set(get_spec(name).fixed)
+    foreign = sorted(set(all_options()) - owned)
+    assert foreign, "every provider leaves some option to the others"
+    for option in foreign:
+        value = all_options()[option].default
+        with pytest.raises(ConfigError, match=f"^--{option} does not apply to --perturbation {name} "):
+            resolve_options(name=name, given={option: value})
