@@ -40,9 +40,11 @@ def restore_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     np_state = state["numpy"]
     np.random.set_state((
-        "MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+        "MT19937", np_state["keys"].cpu().numpy().astype(np.uint32), np_state["pos"],
         np_state["has_gauss"], np_state["cached_gaussian"],
     ))
-    torch.set_rng_state(state["torch"])
+    # The states must be CPU byte tensors; a checkpoint read with map_location="cuda" (as
+    # --resume on a GPU reads it) holds them on the GPU, which set_rng_state refuses.
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
