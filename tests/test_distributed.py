@@ -102,7 +102,8 @@ def _one_process(setup, out, perturbation, accumulation, monkeypatch):
     return _weights(out)
 
 
-@pytest.mark.parametrize("perturbation,accumulation", [("none", 1), ("1-1", 1), ("smart", 1), ("smart", 2)])
+@pytest.mark.parametrize("perturbation,accumulation", [("none", 1), ("1-1", 1), ("smart", 1),
+                                                      pytest.param("smart", 2, marks=pytest.mark.numerics)])
 def test_two_gloo_processes_match_one_process(setup, tmp_path, perturbation, accumulation, one_process_weights,
                                               monkeypatch):
     one, two = tmp_path / "one", tmp_path / "two"

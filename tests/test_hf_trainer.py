@@ -78,6 +78,7 @@ MEASURABLE = {"smart": {"adv_step_size": 1e-1, "adv_noise_var": 1e-2}}
 KL_ROUNDING = 1e-6
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", provider_names())
 def test_one_trainer_step_equals_run_training_step(pair, name):
     ours, hf, task, batch = pair["ours"], pair["hf"], pair["task"], pair["batch"]
