@@ -199,7 +199,7 @@ def test_accumulated_micro_batches_are_one_big_batch(setup, tmp_path, perturbati
             args[args.index("--adv_noise_var") + 1] = str(ACCUMULATION_NOISE)
         handed = []  # per optimiser step: (learning rate, the gradients it is handed)
 
-        def record(optimizer, args, kwargs):
+        def record(optimizer, step_args, step_kwargs):
             handed.append((optimizer.param_groups[0]["lr"],
                            [p.grad.detach().clone() for group in optimizer.param_groups for p in group["params"]]))
 
