@@ -51,6 +51,7 @@ def _pairs_file(path: Path, pairs) -> Path:
     return path
 
 
+@pytest.mark.numerics
 def test_export_reloads_with_transformers_and_matches_predict(trained, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 

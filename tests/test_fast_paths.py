@@ -115,6 +115,7 @@ def _fusable(provider) -> bool:
     return not (provider.depends_on_step1 or provider.needs_saliency or provider.perturbs_step1_input)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", provider_names())
 def test_fused_step_equals_two_pass_step(bert, name):
     provider = _provider(bert, name, SETTINGS.get(name))  # settings under which the term is visible
@@ -145,6 +146,7 @@ def test_fused_step_equals_two_pass_step(bert, name):
     _assert_close_relative(fused_grads, plain_grads)
 
 
+@pytest.mark.numerics
 def test_fused_step_on_roberta_position_ids(roberta):
     """RoBERTa numbers positions from the attention mask: the doubled batch must keep them."""
     provider = _provider(roberta, "1-1")
@@ -166,6 +168,7 @@ def test_providers_that_need_step_one_are_not_fused(bert, name):
     assert calls == expected and outcome.adv_loss is not None
 
 
+@pytest.mark.numerics
 def test_fused_step_through_a_ddp_wrapper(bert, tmp_path):
     """One forward call per step through DistributedDataParallel; same gradients as the bare module."""
     import torch.distributed as dist
@@ -201,6 +204,7 @@ def _straightforward_stats(*, perturbation, token_embeddings, perturbable_mask):
             "changed_tokens": float(n_changed), "perturbable_tokens": float(n_perturbable)}
 
 
+@pytest.mark.numerics
 def test_on_device_stats_equal_the_straightforward_ones():
     torch.manual_seed(3)
     emb = torch.randn(5, 9, 16)
@@ -224,6 +228,7 @@ def test_on_device_stats_equal_the_straightforward_ones():
     assert empty["changed_share"] == 0.0 and empty["noise_share"] == 0.0
 
 
+@pytest.mark.numerics
 def test_step_stats_match_the_provider_output(bert):
     """The step's reported statistics are those of the perturbation it used (read in one transfer)."""
     for name in ("1-1", "2-2"):
@@ -241,6 +246,7 @@ def test_step_stats_match_the_provider_output(bert):
         assert 0 < outcome.stats["changed_share"] <= 1
 
 
+@pytest.mark.numerics
 def test_similar_word_noise_equals_the_formula(bert):
     """E + s·(E_nb − E) on perturbable positions, exactly E elsewhere (the optimised arithmetic)."""
     provider = _provider(bert, "1-1")

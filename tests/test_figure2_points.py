@@ -43,6 +43,7 @@ def setup(request, tmp_path):
     return network, tokenizer, batch, where[:, 0], where[:, 1], tmp_path / "cache"
 
 
+@pytest.mark.numerics
 def test_each_variant_sits_in_the_space_it_perturbs(setup):
     network, tokenizer, batch, rows, cols, cache = setup
     torch.manual_seed(1)

@@ -21,6 +21,7 @@ def _batch(tokenizer, pairs):
 PAIRS = [("the man drives a red car in the city .", "a man drives ."), ("she is happy .", "he is sad today .")]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("builder", [tiny_bert, tiny_roberta], ids=["bert", "roberta"])
 def test_ids_and_token_embeddings_give_identical_logits(tmp_path, builder):
     from transformers import AutoTokenizer
@@ -38,6 +39,7 @@ def test_ids_and_token_embeddings_give_identical_logits(tmp_path, builder):
     assert torch.equal(from_ids, from_embeds)
 
 
+@pytest.mark.numerics
 def test_packaged_minilm_equivalence_and_heads(minilm_path):
     from transformers import AutoTokenizer
 

@@ -97,6 +97,7 @@ EXACT_CASES = [
 ]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("vocab,dim,block,k", EXACT_CASES)
 @pytest.mark.parametrize("with_excluded", [False, True])
 def test_exact_ties_equal_brute_force_bit_for_bit(vocab, dim, block, k, with_excluded):
@@ -121,6 +122,7 @@ GAUSSIAN_CASES = [
 ]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("vocab,dim,block,k", GAUSSIAN_CASES)
 @pytest.mark.parametrize("with_excluded", [False, True])
 def test_gaussian_equals_brute_force(vocab, dim, block, k, with_excluded):
@@ -148,6 +150,7 @@ def test_zero_row_has_cosine_zero_and_lowest_ids_first():
     assert not bool(((indices == 3) & (scores > 0)).any())
 
 
+@pytest.mark.numerics
 def test_block_size_never_changes_the_result():
     x = gaussian_matrix(333, 64, seed=11)
     first = topk_cosine_neighbors(x, k=10, block_size=32)

@@ -45,6 +45,7 @@ def _recorded(run, epoch):
     return record, _lines(run / "predictions" / f"epoch{epoch}_anli_r1_test.jsonl")
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("checkpoint", ["best", "latest", "epoch 1"])
 def test_predict_on_a_split_equals_the_runs_own_evaluation(run, checkpoint, tmp_path, capsys):
     summary = json.loads((run / "run_summary.json").read_text())

@@ -112,6 +112,7 @@ PASSES = {"none": (1, 1), "smart": (3, 2), "smart_mtdnn": (3, 2), "1-1": (2, 1),
           "r3f": (2, 1), "1-1_random": (2, 1), "neftune": (1, 1)}
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", provider_names())
 def test_every_provider_step_gradients_match_the_formula(tiny, name):
     model, batch = tiny["model"], tiny["batch"]

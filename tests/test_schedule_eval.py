@@ -42,6 +42,7 @@ def test_pooled_accuracy_is_size_weighted():
     assert round(100 * sum(r["accuracy"] for r in rounds) / 3, 1) == 49.1  # the unweighted mean differs
 
 
+@pytest.mark.numerics
 def test_symmetric_kl_value_and_gradients_reach_both_sides():
     a = torch.tensor([[2.0, 0.5, -1.0]], requires_grad=True)
     b = torch.tensor([[1.0, 1.0, 0.0]], requires_grad=True)

@@ -85,6 +85,7 @@ def _step(setup, recording, rows, *, normaliser):
 
 # ------------------------------------------------------------------- smart (corrected)
 
+@pytest.mark.numerics
 def test_smart_delta_of_an_example_does_not_depend_on_its_batch(bert, tmp_path):
     hidden = bert["model"].encoder.config.hidden_size
     torch.manual_seed(0)
@@ -110,6 +111,7 @@ def test_smart_delta_of_an_example_does_not_depend_on_its_batch(bert, tmp_path):
     assert (in_32 - noise * (in_32 != 0)).abs().amax() > 0.5 * 1e-5  # a real step was taken
 
 
+@pytest.mark.numerics
 def test_smart_step_has_the_size_of_eta_per_token(bert, tmp_path):
     # σ 1e-4 in a batch of 32: the summed loss's gradient dwarfs ε = 1e-6, so the normalised step is η per
     # token (a batch-mean loss, 1/32 of it, gives a median of 0.95 η here)
@@ -149,6 +151,7 @@ def _transcribed_smart(setup, noise, *, eta, epsilon, p_norm, k):
     return delta
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("p_norm,k", [("inf", 1), ("l2", 1), ("l1", 1), ("inf", 2)])
 def test_smart_delta_equals_the_transcribed_algorithm(bert, tmp_path, p_norm, k):
     eta, sigma, epsilon = 1e-2, 1e-3, 1e-6
@@ -165,6 +168,7 @@ def test_smart_delta_equals_the_transcribed_algorithm(bert, tmp_path, p_norm, k)
     torch.testing.assert_close(recording.deltas[-1], expected, rtol=0, atol=1e-6 * step_size.item())
 
 
+@pytest.mark.numerics
 def test_smart_at_embedding_output_adds_delta_once_after_the_embedding_block(bert, tmp_path):
     model, batch = bert["model"], bert["batch"]
     provider = _provider(bert, "smart", tmp_path, smart_at="embedding_output", adv_step_size=1e-2, adv_noise_var=1e-3)
@@ -232,6 +236,7 @@ def _transcribed_mtdnn(setup, noise, *, eta, sigma_noise_given=True, epsilon=1e-
             "logged": (effective.abs().mean() / embed.detach().abs().mean()).item()}
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("which,p_norm", [("bert", "inf"), ("roberta", "inf"), ("bert", "l2"), ("bert", "l1")])
 def test_smart_mtdnn_equals_the_transcription_of_mtdnn(which, p_norm, request, tmp_path):
     setup = request.getfixturevalue(which)
