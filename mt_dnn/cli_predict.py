@@ -135,7 +135,6 @@ def check_output(*, output: Path, run_dir: Path, input_path: str | None) -> None
 
 def predict(args) -> dict:
     run_dir = Path(args.run_dir)
-    check_output(output=Path(args.output), run_dir=run_dir, input_path=args.input)
     config = read_run_config(run_dir)
     tasks = run_task_defs(run_dir, config)
     trained = sorted({item.split(":")[0] for item in config["train_datasets"].split(",") if item})
@@ -201,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        summary = predict(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        # The command line's --output only: the grid's robust phase writes into RUN/predictions/ itself.
+        check_output(output=Path(args.output), run_dir=Path(args.run_dir), input_path=args.input)
+        summary = predict(args)
     except (UserError, ProviderError) as exc:  # the providers' own errors too
         if "--debug" in argv:
             raise

@@ -110,10 +110,10 @@ def has_progress(output_dir: Path) -> bool:
 def check_output_dir(*, output_dir: Path, resume: bool, overwrite: bool) -> None:
     existing = [name for name in RUN_RESULT_FILES if os.path.lexists(output_dir / name)]
     if existing and not is_run_folder(output_dir):
+        why = "its run_config.json is not one train.py wrote" if "run_config.json" in existing else "no run_config.json"
         raise ConfigError(
-            f"--output_dir {output_dir}: holds {', '.join(existing)} but is not a run folder of train.py "
-            "(no run_config.json); train.py deletes only what it wrote, even with --overwrite: give another "
-            "--output_dir"
+            f"--output_dir {output_dir}: holds {', '.join(existing)} but is not a run folder of train.py ({why}); "
+            "train.py deletes only what it wrote, even with --overwrite: give another --output_dir"
         )
     if existing and not (resume or overwrite):
         started = "" if has_progress(output_dir) else " (stopped before its first checkpoint: --resume starts it afresh)"
