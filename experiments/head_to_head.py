@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.grid_cli import parse_seeds
+from experiments.grid_cli import GivenOnce, parse_seeds
 from experiments.grid_launch import run_grid
 from experiments.grid_types import REPO_ROOT, GridError, GridSettings, ModelSetting, build_cells, parse_methods
 
@@ -82,24 +82,14 @@ class _OneLineParser(argparse.ArgumentParser):
         raise GridError(message.removeprefix("argument "))
 
 
-class _Once(argparse.Action):
-    """A flag given twice is refused: the last one silently winning trains on what the user did not mean."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, f"_{self.dest}_given", False):
-            raise GridError(f"{option_string}: given twice ({getattr(namespace, self.dest)} and {values}); give one")
-        setattr(namespace, f"_{self.dest}_given", True)
-        setattr(namespace, self.dest, values)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from mt_dnn.cli_train import _positive_float, positive_int
 
     defaults = HeadToHeadSettings()
     parser = _OneLineParser(prog="python -m experiments.head_to_head", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_dir", action=_Once, default=os.environ.get("SNLI_DIR") or DEFAULT_SNLI_DIR,
+    parser.add_argument("--data_dir", action=GivenOnce, default=os.environ.get("SNLI_DIR") or DEFAULT_SNLI_DIR,
                         help="SNLI folder with snli_dev.jsonl and snli_test.jsonl (default $SNLI_DIR, else data/snli)")
-    parser.add_argument("--output", action=_Once, default=os.environ.get("REPRO_RUNS") or "runs/snli_cpu",
+    parser.add_argument("--output", action=GivenOnce, default=os.environ.get("REPRO_RUNS") or "runs/snli_cpu",
                         help="the runs folder")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered provider)")
     parser.add_argument("--seeds", default=",".join(map(str, defaults.seeds)))

@@ -352,6 +352,17 @@ def test_head_to_head_refuses_a_data_folder_given_twice(tmp_path, capsys):
     assert not runs.exists()
 
 
+def test_grid_scripts_refuse_a_data_folder_given_twice(tmp_path, capsys):
+    from experiments.table2 import main
+
+    with pytest.raises(SystemExit) as stopped:  # argparse's own exit, with its usage
+        main(["--preset", "cpu", "--data_dir", str(tmp_path), "--data_dir", str(tmp_path / "b"), "--dry_run",
+              "--output", str(tmp_path / "runs")])
+    assert stopped.value.code == 2
+    assert "--data_dir: given twice" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_head_to_head_rerun_with_other_settings_is_one_line(tiny, tmp_path, capsys):
     from experiments.grid_types import ModelSetting, build_cells, parse_methods
     from experiments.head_to_head import main
