@@ -78,7 +78,7 @@ def check_out_location(out: Path, *, run_dir: Path) -> None:
     for folder in (where, *where.parents):
         if is_run_folder(folder):
             raise ConfigError(f"--out {out}: lies inside the run folder {folder}; give a folder outside it")
-    if where.is_dir():
+    if (where / PROVENANCE_FILE).is_file():  # an export --overwrite may replace: no run folder may be inside
         nested = next((p.parent for p in where.rglob("run_config.json") if is_run_folder(p.parent)), None)
         if nested is not None:
             raise ConfigError(f"--out {out}: holds the run folder {nested}; give a folder outside it")
