@@ -21,6 +21,18 @@ from experiments.grid_types import (
 from experiments.run_loading import Run, load_runs, model_tag
 from experiments.slurm import SlurmRequest, add_slurm_arguments, slurm_request, write_slurm_script
 
+class GivenOnce(argparse.Action):
+    """A flag that may be given once: with the last of two silently winning, a grid reads data or writes runs
+    where the user did not mean it to."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = f"_{self.dest}_given"
+        if getattr(namespace, given, False):
+            raise argparse.ArgumentError(self, f"given twice ({getattr(namespace, self.dest)} and {values}); give one")
+        setattr(namespace, given, True)
+        setattr(namespace, self.dest, values)
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """'1-6' or '1,3,5' or '1-3,7' -> (1, 2, ...); order kept, duplicates dropped."""
     seeds: list[int] = []
@@ -79,10 +91,10 @@ def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
                        + " ($REPRO_PRESET; default paper)")
     group.add_argument("--models", default=_env("REPRO_MODELS"),
                        help="comma-separated MODEL[:BATCH] ($REPRO_MODELS; paper: bert-base-uncased:32,roberta-large:16)")
-    group.add_argument("--data_dir", default=_env("ANLI_DIR"),
+    group.add_argument("--data_dir", action=GivenOnce, default=_env("ANLI_DIR"),
                        help=f"ANLI v1.0 folder with R1-R3 ($ANLI_DIR; default {DEFAULT_ANLI_DIR})")
     group.add_argument("--seeds", default=_env("REPRO_SEEDS"), help="e.g. 1-6 or 1,2,3 ($REPRO_SEEDS; paper 1-6)")
-    group.add_argument("--output", default=_env("REPRO_RUNS"),
+    group.add_argument("--output", action=GivenOnce, default=_env("REPRO_RUNS"),
                        help="the RUNS folder ($REPRO_RUNS; default runs/paper, cpu preset runs/cpu)")
     group.add_argument("--gpus", default=_env("REPRO_GPUS") or "1",
                        help="GPUs per run; more than 1 launches through torchrun ($REPRO_GPUS; default 1)")

@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.grid_cli import parse_seeds
+from experiments.grid_cli import GivenOnce, parse_seeds
 from experiments.grid_launch import run_grid
 from experiments.grid_types import REPO_ROOT, GridError, GridSettings, ModelSetting, build_cells, parse_methods
 
@@ -75,18 +75,30 @@ def grid_settings(*, runs_dir: Path, data_dir: Path, chosen: HeadToHeadSettings)
     )
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line (``head_to_head: error: --flag: ...``) and exit 2, without the usage."""
+
+    def error(self, message: str):
+        raise GridError(message.removeprefix("argument "))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from mt_dnn.cli_train import _positive_float, positive_int
+
     defaults = HeadToHeadSettings()
-    parser = argparse.ArgumentParser(prog="python -m experiments.head_to_head", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_dir", default=os.environ.get("SNLI_DIR") or DEFAULT_SNLI_DIR,
+    parser = _OneLineParser(prog="python -m experiments.head_to_head", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", action=GivenOnce, default=os.environ.get("SNLI_DIR") or DEFAULT_SNLI_DIR,
                         help="SNLI folder with snli_dev.jsonl and snli_test.jsonl (default $SNLI_DIR, else data/snli)")
-    parser.add_argument("--output", default=os.environ.get("REPRO_RUNS") or "runs/snli_cpu", help="the runs folder")
+    parser.add_argument("--output", action=GivenOnce, default=os.environ.get("REPRO_RUNS") or "runs/snli_cpu",
+                        help="the runs folder")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered provider)")
     parser.add_argument("--seeds", default=",".join(map(str, defaults.seeds)))
-    parser.add_argument("--max_train_examples", type=int, default=defaults.max_train_examples)
-    parser.add_argument("--max_eval_examples", type=int, default=defaults.max_eval_examples)
-    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    parser.add_argument("--max_train_examples", type=positive_int, default=defaults.max_train_examples,
+                        help="training pairs per run (>= 1)")
+    parser.add_argument("--max_eval_examples", type=positive_int, default=defaults.max_eval_examples,
+                        help="test pairs scored (>= 1)")
+    parser.add_argument("--learning_rate", type=_positive_float, default=defaults.learning_rate)
+    parser.add_argument("--batch_size", type=positive_int, default=defaults.batch_size)
     parser.add_argument("--model", default=defaults.model, help="encoder (default: the packaged MiniLM)")
     parser.add_argument("--phases", default="train,robust,report", help="which of train,robust,report to run")
     parser.add_argument("--quiet", action="store_true", help="training output only in each run's train.log")
@@ -97,6 +109,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except GridError as exc:  # a bad flag, or a runs folder made with other settings (found by the grid)
+        print(f"head_to_head: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     try:
         chosen = HeadToHeadSettings(seeds=parse_seeds(args.seeds), max_train_examples=args.max_train_examples,

@@ -22,6 +22,13 @@ A finished run's step checkpoints are deleted as the grid deletes them (unless
 ``--keep_step_checkpoints``). ``bash FILE --print`` with ``SLURM_ARRAY_TASK_ID`` set prints
 that task's command, one argument per line, and runs nothing. Before writing, the grid's
 own planning runs, so a run folder made with other settings stops here as it would stop the grid.
+
+No value becomes a command: every value written into the script (paths, model names,
+train.py arguments, --slurm_* values) is refused, in one line naming its flag, when it
+holds a control character (a newline would end a comment or an assignment and start a
+command); in commands each value is quoted with ``shlex.quote``. Values of ``#SBATCH``
+lines are not shell: SLURM's own parser splits them at spaces and expands ``%`` in file
+names, so a value with a space, a quote, a backslash or (in the log path) a ``%`` is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +47,40 @@ from experiments.grid_types import REPO_ROOT, Cell, GridError, GridSettings
 # SLURM's --time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?$")
 LOG_FOLDER = "slurm"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SBATCH_SPLIT = re.compile(r"[\s'\"\\\\]")  # what SLURM's #SBATCH parser splits at or unquotes
+# train.py's flag in a task command -> the grid's flag that gave its value
+_SOURCE_FLAG = {"--output_dir": "--output", "--model": "--models", "--data_dir": "--data_dir",
+                "--cache_dir": "--cache_dir", "--train_datasets": "--train_datasets"}
+
+
+def check_script_value(value: str, *, flag: str) -> None:
+    """A value for a script line: no control characters (a newline would start a command)."""
+    found = _CONTROL.search(value)
+    if found:
+        raise GridError(f"{flag} {value!r}: holds the control character {found.group()!r}; a value written into the "
+                        "sbatch script may not (it could end a line and run what follows)")
+
+
+def check_sbatch_value(value: str, *, flag: str, log_path: bool = False) -> None:
+    """A value of an #SBATCH line: also nothing SLURM's parser would split or expand."""
+    check_script_value(value, flag=flag)
+    found = _SBATCH_SPLIT.search(value) or (re.search("%", value) if log_path else None)
+    if found:
+        raise GridError(f"{flag} {value!r}: holds {found.group()!r}, which SLURM's #SBATCH parser would split or "
+                        f"expand; choose a value without spaces, quotes, backslashes{' or %' if log_path else ''}")
+
+
+def _comment(text: str) -> str:
+    """Text for a comment line: control characters written as escapes, so the line cannot end early."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def check_task_command(command: tuple[str, ...]) -> None:
+    for index, value in enumerate(command):
+        previous = command[index - 1] if index else ""
+        flag = _SOURCE_FLAG.get(previous, "--train_args" if index else "the launcher")
+        check_script_value(value, flag=flag)
 
 
 @dataclass(frozen=True)
@@ -106,8 +147,12 @@ def slurm_request(args: argparse.Namespace, *, gpus: int) -> SlurmRequest | None
         if value is not None and value < 1:
             raise GridError(f"--{flag} {value}: expected a whole number >= 1")
     for option in args.slurm_sbatch:
-        if not option.startswith("-") or "\n" in option:
+        if not option.startswith("-"):
             raise GridError(f"--slurm_sbatch {option!r}: expected one sbatch option, e.g. --account=nlp")
+        check_script_value(option, flag="--slurm_sbatch")
+    for flag in ("slurm_partition", "slurm_mem"):
+        if getattr(args, flag) is not None:
+            check_sbatch_value(getattr(args, flag), flag=f"--{flag}")
     path = Path(args.emit_slurm)
     if path.is_dir():
         raise GridError(f"--emit_slurm {path}: is a folder; expected the script's file name")
@@ -166,11 +211,22 @@ def render_script(*, request: SlurmRequest, settings: GridSettings, cells: list[
                   commands: list[tuple[str, ...]], job_name: str, invoked: str) -> str:
     """The sbatch script's text: header lines, then the task table, then the launcher."""
     logs = settings.runs_dir / LOG_FOLDER
+    check_sbatch_value(str(settings.runs_dir), flag="--output", log_path=True)  # the log path is under it
+    check_sbatch_value(job_name, flag="the script's name")
+    for flag, value in (("--slurm_partition", request.partition), ("--slurm_mem", request.mem)):
+        if value is not None:
+            check_sbatch_value(value, flag=flag)
+    check_sbatch_value(request.time, flag="--slurm_time")
+    for option in request.sbatch:
+        check_script_value(option, flag="--slurm_sbatch")
+    check_script_value(str(REPO_ROOT), flag="the repository's folder")
+    for command in commands:
+        check_task_command(command)
     array = f"0-{len(cells) - 1}" + (f"%{request.max_parallel}" if request.max_parallel else "")
     lines = ["#!/bin/bash",
              f"# {len(cells)} training runs of {settings.runs_dir}, one per array task; written "
              f"{_dt.datetime.now().astimezone().isoformat(timespec='seconds')} by:",
-             f"#   {invoked}",
+             f"#   {_comment(invoked)}",
              "# Submit: sbatch THIS_FILE (again, to finish what is left). One task's command: "
              "SLURM_ARRAY_TASK_ID=i bash THIS_FILE --print",
              f"#SBATCH --job-name={job_name}", f"#SBATCH --array={array}", "#SBATCH --ntasks=1",
@@ -186,7 +242,7 @@ def render_script(*, request: SlurmRequest, settings: GridSettings, cells: list[
     lines += [f"#SBATCH {option}" for option in request.sbatch]
     cases = []
     for index, (cell, command) in enumerate(zip(cells, commands)):
-        cases.append(f"  {index}) # {cell.label()}\n"
+        cases.append(f"  {index}) # {_comment(cell.label())}\n"
                      f"    run_dir={shlex.quote(str(cell.run_dir(settings.runs_dir)))}\n"
                      f"    command=({shlex.join(command)}) ;;")
     prune = "" if settings.keep_step_checkpoints else \

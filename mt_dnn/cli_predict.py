@@ -4,6 +4,12 @@ It rebuilds the model from what the run saved in ``RUN/model`` (encoder config a
 tokenizer), ``RUN/task_defs`` (its copy of the task definitions) and
 ``RUN/run_config.json`` (absolute paths), so it needs no network, no copy of the
 pretrained weights, and works from any working directory (:mod:`mt_dnn.run_reader`).
+
+``--input`` is read exactly as the task reads its own split files (its definition's
+``reader``: a JSON object per line, or a tab-separated file with a header), so a TSV task
+wants TSV; a file that does not parse says which format was expected. ``--output`` is
+checked before any scoring: it may not be the input, a folder, or a file inside the run
+folder (or any run folder), whose files the predictions would replace.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 from mt_dnn.cli_train import OneLineErrorParser, positive_int
 from mt_dnn.checkpoint import CheckpointManager, read_checkpoint
 from mt_dnn.datasets import SplitRef, check_files_exist, load_splits, resolve_data_dirs
-from mt_dnn.errors import ConfigError, UserError
+from mt_dnn.errors import ConfigError, DataError, UserError
 from mt_dnn.evaluation import predict_split, prediction_records
 from mt_dnn.features import load_tokenized_split
 from mt_dnn.model import build_model
@@ -38,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, help="which task head to use (default: the run's only task)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--split", help="evaluate a split of the task definition, e.g. r3_test")
-    what.add_argument("--input", help="a jsonl of premise/hypothesis pairs (fields as the task defines; labels optional)")
-    parser.add_argument("--data_dir", nargs="+", default=None, help="as train.py (default: the run's data folders)")
-    parser.add_argument("--output", required=True, help="where to write the predictions (jsonl)")
+    what.add_argument("--input", help="premise/hypothesis pairs in the task's own file format (its task definition's "
+                                       "reader: jsonl, one JSON object per line, or TSV with a header; fields as the "
+                                       "task defines; labels optional)")
+    parser.add_argument("--data_dir", nargs="+", action="extend", default=None,
+                        help="as train.py (default: the run's data folders)")
+    parser.add_argument("--output", required=True,
+                        help="where to write the predictions (jsonl); not --input, a folder, or a file in a run folder")
     parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("--max_examples", type=positive_int, default=None,
                         help="score only the first N examples (as train.py's --max_eval_examples)")
@@ -98,6 +108,31 @@ def _load_weights(run_dir: Path, which: str, device) -> dict:
     return state["model"]
 
 
+def input_format(task) -> str:
+    """What ``--input`` must look like for ``task``, in words."""
+    fields = ", ".join(f"{task.fields[key]!r}" for key in ("premise", "hypothesis"))
+    if task.reader == "tsv":
+        return f"tab-separated values with a header line naming the columns {fields} (task {task.name}'s reader tsv)"
+    return f"one JSON object per line with the fields {fields} (task {task.name}'s reader {task.reader})"
+
+
+def check_output(*, output: Path, run_dir: Path, input_path: str | None) -> None:
+    """``--output`` replaces nothing of value: checked before anything is loaded or scored."""
+    from mt_dnn.run_folder import is_run_folder
+
+    if output.is_dir():
+        raise ConfigError(f"--output {output}: is a folder; expected the predictions' file name")
+    where = output.resolve()
+    if input_path is not None and Path(input_path).exists() and Path(input_path).resolve() == where:
+        raise ConfigError(f"--output {output}: is the --input file, which the predictions would replace; "
+                          "give another file")
+    run = run_dir.resolve()
+    for folder in where.parents:
+        if folder == run or is_run_folder(folder):
+            raise ConfigError(f"--output {output}: lies inside the run folder {folder}, whose files it could "
+                              "replace; give a file outside it")
+
+
 def predict(args) -> dict:
     run_dir = Path(args.run_dir)
     config = read_run_config(run_dir)
@@ -136,8 +171,14 @@ def predict(args) -> dict:
         data = load_splits(refs=[ref], tasks=tasks, data_dirs=data_dirs, tokenizer=tokenizer,
                            max_seq_len=config["max_seq_len"], cache_dir=None)[ref]
     else:
-        data = load_tokenized_split(path=args.input, task=task, split="input", tokenizer=tokenizer,
-                                    max_seq_len=config["max_seq_len"], cache_dir=None, require_label=False)
+        source = Path(args.input)
+        if source.exists() and not source.is_file():
+            raise DataError(f"--input {source}: not a regular file; expected {input_format(task)}")
+        try:
+            data = load_tokenized_split(path=source, task=task, split="input", tokenizer=tokenizer,
+                                        max_seq_len=config["max_seq_len"], cache_dir=None, require_label=False)
+        except DataError as exc:
+            raise DataError(f"--input: {exc}; expected {input_format(task)}") from None
     if args.max_examples:
         data = data.take(args.max_examples)
     substitution = None
@@ -159,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        summary = predict(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        # The command line's --output only: the grid's robust phase writes into RUN/predictions/ itself.
+        check_output(output=Path(args.output), run_dir=Path(args.run_dir), input_path=args.input)
+        summary = predict(args)
     except (UserError, ProviderError) as exc:  # the providers' own errors too
         if "--debug" in argv:
             raise

@@ -114,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("tasks and data")
     data.add_argument("--task_def", nargs="+", default=[DEFAULT_TASK_DEF], metavar="YAML",
                       help="task definition file(s); tasks from all files are available")
-    data.add_argument("--data_dir", nargs="+", default=None, metavar="PATH|TASK=PATH",
+    data.add_argument("--data_dir", nargs="+", action="extend", default=None, metavar="PATH|TASK=PATH",
                       help="folder the task definitions' split paths are relative to; TASK=PATH for one task "
-                           "(default: $ANLI_DIR, else data/anli_v1.0)")
+                           "(default: $ANLI_DIR, else data/anli_v1.0); one folder per task: a task given two "
+                           "is refused")
     data.add_argument("--train_datasets", default="anli",
                       help="comma-separated TASK (all its training splits) or TASK:SPLIT items")
     data.add_argument("--test_datasets", default=None,
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from the newest valid checkpoint in --output_dir (refused if what decides the "
                           "weights changed: flags, data files, task definitions, model)")
     run.add_argument("--overwrite", action="store_true",
-                     help="start afresh in an --output_dir that holds another run's results (they are deleted)")
+                     help="start afresh in an --output_dir that holds another run's results (they are deleted); "
+                          "refused for a folder train.py did not write, or one holding an input of this run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--amp", choices=AMP_MODES, default="none",
                      help="autocast precision for the encoder (losses stay float32)")

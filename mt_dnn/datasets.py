@@ -70,13 +70,19 @@ def resolve_data_dirs(*, values: list[str] | None, tasks: dict[str, TaskDef]) ->
     """``--data_dir PATH`` for every task, and/or ``TASK=PATH`` per task; default: default_data_dir(task)."""
     default = None
     per_task: dict[str, Path] = {}
-    for value in values or []:
+    for value in values or []:  # a second folder for the same task is refused: which one was meant?
         name, sep, path = value.partition("=")
         if sep and name in tasks:
+            if name in per_task:
+                raise ConfigError(f"--data_dir: task {name} is given two folders ({per_task[name]} and {path}); "
+                                  "give one")
             per_task[name] = Path(path)
         elif sep and not Path(value).exists():
             raise ConfigError(f"--data_dir {value}: unknown task {name!r} (defined: {', '.join(tasks)})")
         else:
+            if default is not None:
+                raise ConfigError(f"--data_dir: two folders for every task ({default} and {value}); give one, "
+                                  "or TASK=PATH per task")
             default = Path(value)
     return {name: per_task.get(name, default or default_data_dir(name)) for name in tasks}
 
@@ -86,6 +92,11 @@ def split_path(*, ref: SplitRef, tasks: dict[str, TaskDef], data_dirs: dict[str,
 
 
 def check_files_exist(*, refs: list[SplitRef], tasks: dict[str, TaskDef], data_dirs: dict[str, Path]) -> None:
+    for ref in refs:
+        path = split_path(ref=ref, tasks=tasks, data_dirs=data_dirs)
+        if os.path.exists(path) and not path.is_file():
+            kind = "a folder" if path.is_dir() else "a FIFO" if path.is_fifo() else "a special file"
+            raise DataError(f"split {ref}: {path} is not a regular file ({kind}); expected the split's data file")
     missing = [f"{ref} ({split_path(ref=ref, tasks=tasks, data_dirs=data_dirs)})" for ref in refs
                if not split_path(ref=ref, tasks=tasks, data_dirs=data_dirs).is_file()]
     if missing:

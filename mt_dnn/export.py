@@ -11,7 +11,12 @@ the task's head are mapped onto the architecture's own classification head
 line. A multi-task run exported without ``--task`` gets one folder per task, DIR/<task>/.
 
 Every folder is built beside its final name, loaded back with ``from_pretrained`` and checked
-against our own logits before it is renamed into place, so DIR is never half-written.
+against our own logits before it is renamed into place, so DIR is never half-written; Ctrl-C
+or SIGTERM removes the folder being built and exits 130/143 with one line.
+
+Only what we wrote is replaced: ``--overwrite`` replaces a folder only when it carries the
+export's marker (:data:`PROVENANCE_FILE`, written into every export folder), and ``--out``
+is refused when it is, holds or lies inside ``--run_dir`` or any other run folder.
 ``train.py`` calls :func:`export_after_training` at the end of every finished single-task run
 (RUN/hf_model/, unless ``--no_export``).
 """
@@ -23,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -55,12 +61,49 @@ def check_out_folder(out: Path, *, overwrite: bool) -> None:
         raise ConfigError(f"--out {out}: the folder exists and is not empty; pass --overwrite to replace it")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_out_location(out: Path, *, run_dir: Path) -> None:
+    """``--out`` is none of the run's files: not the run folder, not inside it or any run folder, not above one."""
+    from mt_dnn.run_folder import is_run_folder
+
+    where, run = out.resolve(), run_dir.resolve()
+    if _inside(where, run):
+        what = "is" if where == run else "lies inside"
+        raise ConfigError(f"--out {out}: {what} the run folder {run_dir}; give a folder outside it")
+    if _inside(run, where):
+        raise ConfigError(f"--out {out}: holds the run folder {run_dir}; give a folder outside it")
+    for folder in (where, *where.parents):
+        if is_run_folder(folder):
+            raise ConfigError(f"--out {out}: lies inside the run folder {folder}; give a folder outside it")
+    if (where / PROVENANCE_FILE).is_file():  # an export --overwrite may replace: no run folder may be inside
+        nested = next((p.parent for p in where.rglob("run_config.json") if is_run_folder(p.parent)), None)
+        if nested is not None:
+            raise ConfigError(f"--out {out}: holds the run folder {nested}; give a folder outside it")
+
+
+def check_replaceable(out: Path) -> None:
+    """An existing non-empty ``out`` is replaced only when it is an export of ours (carries our marker)."""
+    if out.is_dir() and any(out.iterdir()) and not (out / PROVENANCE_FILE).is_file():
+        raise ConfigError(f"--out {out}: --overwrite replaces only a folder mt_dnn.export wrote (with "
+                          f"{PROVENANCE_FILE}), and this one has none; give another --out")
+
+
 def _replace_folder(built: Path, out: Path) -> None:
     """Put ``built`` at ``out``; an old ``out`` is moved aside first and deleted only afterwards."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(built, out)
+    moved = False
+    try:
+        if out.exists():
+            os.replace(out, old)
+            moved = True
+        os.replace(built, out)
+    except BaseException:  # an interrupt between the two renames: the old folder goes back
+        if moved and not out.exists():
+            os.replace(old, out)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -104,8 +147,12 @@ def export_run(*, run_dir: Path, out: Path, checkpoint: str = "best", task: str 
         raise ConfigError(f"--task: expected one of {', '.join(run.tasks)}, got {task!r}")
     if task is not None or len(run.tasks) == 1:
         name = task or next(iter(run.tasks))
-        return {name: export_task(run=run, task_name=name, out=out)}
-    return {name: export_task(run=run, task_name=name, out=out / name) for name in run.tasks}
+        targets = {name: out}
+    else:
+        targets = {name: out / name for name in run.tasks}
+    for target in targets.values():  # every folder checked before the first is replaced
+        check_replaceable(target)
+    return {name: export_task(run=run, task_name=name, out=target) for name, target in targets.items()}
 
 
 def _already_exported(out: Path, *, checkpoint: Path) -> bool:
@@ -158,18 +205,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the task head to export (default: the run's only task; a multi-task run exports "
                              "every task to OUT/<task>/)")
     parser.add_argument("--out", required=True, help="the Hugging Face model folder to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it is an earlier export (a folder with mtdnn_export.json)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return parser
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised where the process is, so that the folder being built is removed as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         args = build_parser().parse_args(argv)
+        check_out_location(Path(args.out), run_dir=Path(args.run_dir))
         written = export_run(run_dir=Path(args.run_dir), out=Path(args.out), checkpoint=args.checkpoint,
                              task=args.task, overwrite=args.overwrite)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"error: interrupted by {signal.Signals(signum).name}; --out was left as it was", file=sys.stderr)
+        return 128 + signum
     except UserError as exc:
         if "--debug" in argv:
             raise
@@ -180,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps({"exported": {task: str(path) for task, path in written.items()}}))
     return 0
 

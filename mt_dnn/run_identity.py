@@ -8,8 +8,16 @@ not count), and the model's identity (:func:`mt_dnn.model_files.model_identity`:
 folder, hashes of config and weights, tokenizer fingerprint). ``--resume`` refuses, in one
 line naming the first difference, any change to those or to the flags in
 :data:`RESUME_FLAGS`; a changed *evaluation* file only warns (it changes later metrics, not
-the weights). Run folders written before identities were recorded are compared on flags
-and the resolved model folder only.
+the weights).
+
+Comparing only what the saved file still holds would let an edited ``run_config.json`` (or
+one written by another version of train.py) wave any change through: so a saved
+configuration that lacks a flag of :data:`RESUME_FLAGS`, the identity, or the identity's
+entry for the model, a trained task or a training split is refused, saying the folder was
+written by another version or edited. The library versions (torch, transformers, ...) are
+recorded too; a resume under other versions is one warning line, and the new versions are
+appended to ``run_config.json`` (``resumed_with_versions``), since the rest of the weights
+then come from other code.
 """
 
 from __future__ import annotations
@@ -86,18 +94,36 @@ def _model_difference(was: dict, now: dict) -> str | None:
     return None
 
 
+def missing_entry(*, saved: dict, record: dict) -> str | None:
+    """The first entry that decides the weights and that the saved configuration lacks, as a name."""
+    for key in RESUME_FLAGS:
+        if key not in saved:
+            return key
+    was = saved.get("identity")
+    if not isinstance(was, dict):
+        return "identity"
+    for key in ("model", "tasks", "train_files"):
+        if not isinstance(was.get(key), dict):
+            return f"identity.{key}"
+    for key in ("files", "tokenizer"):
+        if key not in was["model"]:
+            return f"identity.model.{key}"
+    trained = sorted({ref.split(":")[0] for ref in record["identity"]["train_files"]})
+    for name in trained:
+        if name not in was["tasks"]:
+            return f"identity.tasks.{name}"
+    for ref in record["identity"]["train_files"]:
+        if ref not in was["train_files"]:
+            return f"identity.train_files.{ref}"
+    return None
+
+
 def first_difference(*, saved: dict, record: dict) -> str | None:
     """The first setting that decides the weights and differs, as a phrase; None when all agree."""
     for key in RESUME_FLAGS:
-        if key in saved and saved[key] != record.get(key):
+        if saved[key] != record.get(key):
             return f"--{key} was {saved[key]!r} but is now {record.get(key)!r}"
-    was, now = saved.get("identity"), record["identity"]
-    if not isinstance(was, dict):  # a run folder from before identities were recorded
-        old = saved.get("model_path")
-        if old is not None and _resolved(old) != (now["model"].get("path") or now["model"].get("name")):
-            return f"--model was {old} but is now {record.get('model_path')}"
-        logger.warning("--resume: this run predates recorded data and model hashes; only flags are compared")
-        return None
+    was, now = saved["identity"], record["identity"]
     problem = _model_difference(was.get("model", {}), now["model"])
     if problem:
         return f"{problem} (--model {record.get('model')})"
@@ -119,13 +145,32 @@ def first_difference(*, saved: dict, record: dict) -> str | None:
     return None
 
 
-def _resolved(model_path: str) -> str:
-    local = Path(model_path).expanduser()
-    return str(local.resolve()) if local.is_dir() else model_path
-
-
 def check_resume_compatible(*, saved: dict, record: dict, config_path: Path) -> None:
+    missing = missing_entry(saved=saved, record=record)
+    if missing is not None:
+        raise ConfigError(f"--resume: {config_path} has no {missing!r}, which decides the weights: the folder was "
+                          "written by another version of train.py or edited, so this run cannot be checked; "
+                          "start a new run")
     problem = first_difference(saved=saved, record=record)
     if problem:
         raise ConfigError(f"--resume: {problem} (recorded in {config_path}); resume with what the run started with, "
                           "or start a new run")
+
+
+COMPARED_VERSIONS = ("torch", "transformers")
+
+
+def version_change(*, saved: dict, record: dict, config_path: Path) -> dict | None:
+    """The libraries whose versions differ from the run's (one warning line), to record; None when none do."""
+    was = saved.get("versions") if isinstance(saved.get("versions"), dict) else {}
+    for entry in saved.get("resumed_with_versions") or []:  # the latest resume's versions are the ones to compare
+        if isinstance(entry, dict) and isinstance(entry.get("versions"), dict):
+            was = entry["versions"]
+    now = record.get("versions") or {}
+    changed = [name for name in COMPARED_VERSIONS if was.get(name) != now.get(name)]
+    if not changed:
+        return None
+    logger.warning("--resume: %s; the rest of this run is trained with other library code (recorded in %s)",
+                   ", ".join(f"{name} was {was.get(name) or 'not recorded'}, now {now.get(name)}" for name in changed),
+                   config_path)
+    return {"versions": now, "changed": changed}

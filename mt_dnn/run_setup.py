@@ -30,8 +30,10 @@ from mt_dnn.model import MultiTaskModel, build_model
 from mt_dnn.model_files import check_max_seq_len, load_model_config, model_identity
 from mt_dnn.packaged_model import resolve_model_name
 from mt_dnn.rng_state import seed_everything
-from mt_dnn.run_folder import acquire_lock, check_output_dir, check_output_path, copy_names, has_progress
-from mt_dnn.run_identity import build_identity, check_resume_compatible
+from mt_dnn.run_folder import (
+    acquire_lock, check_nothing_of_value_is_cleared, check_output_dir, check_output_path, copy_names, has_progress,
+)
+from mt_dnn.run_identity import build_identity, check_resume_compatible, version_change
 from mt_dnn.run_lock import RunLock
 from mt_dnn.task_def import TaskDef, load_task_defs
 from noise_training.registry import build_provider
@@ -55,6 +57,7 @@ class RunSetup:
     record: dict  # what run_config.json holds
     lock: RunLock | None  # held by rank 0 until the run ends
     continuing: bool  # --resume of a run with a checkpoint (else the folder is started afresh)
+    version_change: dict | None = None  # --resume under other library versions: recorded in run_config.json
 
 
 def default_cache_dir() -> Path:
@@ -149,15 +152,25 @@ def prepare_run(config) -> RunSetup:
     try:
         check_output_dir(output_dir=output_dir, resume=config.resume, overwrite=config.overwrite)
         continuing = config.resume and has_progress(output_dir)
+        if not continuing:  # the folder's earlier results are cleared: none of them may be an input
+            used = sorted({ref.task for ref in train_refs + eval_refs})
+            inputs = [("--task_def", Path(path)) for path in config.task_def]
+            inputs += [(f"--data_dir ({name})", data_dirs[name]) for name in used]
+            inputs += [("--cache_dir", cache_dir)]
+            if Path(model_path).expanduser().is_dir():
+                inputs.append(("--model", Path(model_path).expanduser()))
+            check_nothing_of_value_is_cleared(output_dir=output_dir, inputs=inputs)
         record = resolved_config(config, setup_dist=dist, device=device, data_dirs=data_dirs,
                                  cache_dir=cache_dir, model_path=model_path)
         identity = model_identity(model_path=model_path, tokenizer_fingerprint=tokenizer_fingerprint(tokenizer))
         record["identity"] = json.loads(json.dumps(build_identity(
             tasks=tasks, train_refs=train_refs, eval_refs=eval_refs, data_dirs=data_dirs, model=identity)))
+        changed_versions = None
         if continuing:
             config_path = output_dir / "run_config.json"
-            check_resume_compatible(saved=read_json_object(config_path, what="the run's configuration"),
-                                    record=record, config_path=config_path)
+            saved = read_json_object(config_path, what="the run's configuration")
+            check_resume_compatible(saved=saved, record=record, config_path=config_path)
+            changed_versions = version_change(saved=saved, record=record, config_path=config_path)
         try:
             model = build_model(model_name=model_path, tasks={name: tasks[name] for name in trained},
                                 tokenizer=tokenizer)
@@ -176,4 +189,5 @@ def prepare_run(config) -> RunSetup:
         raise
     return RunSetup(config=config, dist=dist, device=device, output_dir=output_dir, cache_dir=cache_dir,
                     tasks=tasks, tokenizer=tokenizer, model=model, provider=provider, train_data=train_data,
-                    eval_data=eval_data, model_path=model_path, record=record, lock=lock, continuing=continuing)
+                    eval_data=eval_data, model_path=model_path, record=record, lock=lock, continuing=continuing,
+                    version_change=changed_versions)

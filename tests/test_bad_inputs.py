@@ -177,9 +177,14 @@ def test_tokenizer_larger_than_the_embedding_matrix(tiny, tmp_path, capsys):
 def test_output_folder_of_another_run(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "run_config.json").write_text("{}")
+    (out / "run_config.json").write_text(json.dumps({"train_datasets": "anli", "perturbation": "none",
+                                                     "output_dir": str(out)}))
     (out / "metrics.jsonl").write_text("")
     fails_cleanly(train_args(tiny, out), capsys, starts=f"--output_dir {out}: holds another run's results")
+    (out / "run_config.json").write_text("{}")  # not one train.py wrote: --overwrite does not delete it either
+    fails_cleanly(train_args(tiny, out, "--overwrite"), capsys,
+                  starts=f"--output_dir {out}: holds run_config.json, metrics.jsonl but is not a run folder of "
+                         "train.py (its run_config.json is not one train.py wrote)")
 
 
 def test_corrupt_cache_file_is_rebuilt_with_a_warning(tiny, tmp_path, caplog):

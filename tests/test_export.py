@@ -106,6 +106,12 @@ def test_out_folder_is_never_half_written_or_silently_replaced(trained, tmp_path
     (out / "keep.txt").write_text("mine")
     assert export_main(["--run_dir", str(trained["run"]), "--out", str(out)]) == 2
     assert "--out" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+    assert export_main(["--run_dir", str(trained["run"]), "--out", str(out), "--overwrite"]) == 2  # not an export
+    assert "replaces only a folder mt_dnn.export wrote" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    assert export_main(["--run_dir", str(trained["run"]), "--out", str(out)]) == 0
+    (out / "keep.txt").write_text("stale")  # an earlier export is replaced whole by --overwrite
     assert export_main(["--run_dir", str(trained["run"]), "--out", str(out), "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left

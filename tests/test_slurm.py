@@ -4,6 +4,11 @@ The script is run locally with SLURM_ARRAY_TASK_ID set: ``--print`` gives a task
 which must equal experiments.grid_plan's command for that cell (new, and resumable); one task
 is run for real and the grid then sees its run as its own finished cell; the signal handling
 (SIGTERM passed on, requeue near the time limit) is checked with a stand-in training command.
+
+No value becomes a command (issue 25): a value with a newline (--output, --slurm_partition, ...) is
+refused before anything is written, a value SLURM's #SBATCH parser would split is refused, and
+values with spaces, quotes and ``$(...)`` in command positions reach train.py as they were given
+when the script runs, with no file created by an injected command.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pytest
 
 from experiments import grid
 from experiments.grid_plan import plan_run
+from conftest import REPO_ROOT
 from experiments.slurm import SlurmRequest, render_script, time_limit_seconds
 from experiments.table2 import main as table2_main
 from mt_dnn.cli_train import main as train_main
@@ -147,6 +153,102 @@ def test_bad_slurm_flags_are_one_line_errors(emitted, tmp_path, capsys):
         assert table2_main(base + extra) == 2
         assert flag in capsys.readouterr().err
     assert not (tmp_path / "s.sbatch").exists()
+
+
+def _base(emitted, tmp_path) -> list[str]:
+    return ["--preset", "cpu", "--models", f"{emitted['root'] / 'tinybert'}:4", "--methods", "none", "--seeds", "1",
+            "--data_dir", str(emitted["root"] / "anli"), "--emit_slurm", str(tmp_path / "s.sbatch")]
+
+
+def _no_pwned(*folders: Path) -> None:
+    for folder in folders:
+        assert not (folder / "PWNED").exists(), folder
+    assert not list(folders[0].rglob("PWNED"))
+
+
+def _set(argv: list[str], flag: str, value: str) -> list[str]:
+    argv = list(argv)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    return argv
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--output", "runs/nl\ntouch PWNED #"),
+    ("--slurm_partition", "gpu\ntouch PWNED"),
+    ("--slurm_mem", "64G\ntouch PWNED"),
+    ("--slurm_sbatch", "--account=nlp\ntouch PWNED"),
+    ("--cache_dir", "cache\ntouch PWNED #"),
+    ("--models", "tiny\ntouch PWNED #:4"),
+])
+def test_a_control_character_in_any_value_is_refused(emitted, tmp_path, capsys, monkeypatch, flag, value):
+    monkeypatch.chdir(tmp_path)
+    argv = _set(_base(emitted, tmp_path) + ["--output", str(tmp_path / "runs")], flag, value)
+    assert table2_main(argv) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"python -m experiments.table2: error: {flag} "), errors[0]
+    assert "control character" in errors[0]
+    assert list(tmp_path.iterdir()) == []  # no script, no runs folder
+    _no_pwned(tmp_path, REPO_ROOT)
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--output", "runs with space"), ("--output", "runs%j"), ("--slurm_partition", "gpu --wrap=x"),
+    ("--slurm_mem", "64G'"),
+])
+def test_values_slurms_parser_would_split_are_refused(emitted, tmp_path, capsys, flag, value):
+    argv = _set(_base(emitted, tmp_path) + ["--output", str(tmp_path / "runs")], flag,
+                str(tmp_path / value) if flag == "--output" else value)
+    assert table2_main(argv) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"python -m experiments.table2: error: {flag} "), err
+    assert "SLURM's #SBATCH parser" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+HOSTILE = "a b'c\"d $(touch PWNED) `touch PWNED`;touch PWNED #"
+
+
+def test_quotes_and_spaces_in_commands_reach_train_py_as_given(emitted, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    data = Path(shutil.copytree(emitted["root"] / "anli", tmp_path / f"data {HOSTILE}"))
+    runs = tmp_path / "runs$(touch${IFS}PWNED)"
+    argv = ["--preset", "cpu", "--models", f"{emitted['root'] / 'tinybert'}:4", "--methods", "none", "--seeds", "1",
+            "--data_dir", str(data), "--output", str(runs), "--cache_dir", str(tmp_path / f"cache {HOSTILE}"),
+            "--train_args=--no_export", "--emit_slurm", str(tmp_path / "s.sbatch")]
+    assert table2_main(argv) == 0
+    script = tmp_path / "s.sbatch"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--methods")
+    grid.add_grid_arguments(parser)
+    request = grid.resolve_request(parser.parse_args(argv[:-2]))
+    cell = grid.build_cells(models=request.models, methods=grid.parse_methods("none"), seeds=request.seeds)[0]
+    planned = plan_run(cell=cell, settings=request.settings)
+    printed = subprocess.run([BASH, str(script), "--print"], capture_output=True, text=True, cwd=work,
+                             env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"})
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines() == list(planned.command)
+    assert str(data) in printed.stdout.splitlines()
+
+    # the whole script run, with a stand-in for train.py that prints its arguments
+    values = (str(data), HOSTILE, "it's", 'say "hi"', "tab\\t $HOME ${PATH} *")
+    request_ = SlurmRequest(path=tmp_path / "x.sbatch", gpus_per_task=0, time="10", partition=None, cpus_per_task=1,
+                            mem=None, signal_seconds=5, max_parallel=None, sbatch=())
+    stand_in = tmp_path / "stand_in.sbatch"
+    stand_in.write_text(render_script(request=request_, settings=request.settings, cells=[cell],
+                                      commands=[("printf", "[%s]\\n", *values)], job_name="t", invoked="test"))
+    ran = subprocess.run([BASH, str(stand_in)], capture_output=True, text=True, cwd=work, timeout=60,
+                         env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"})
+    assert ran.returncode == 0, ran.stderr
+    assert [f"[{value}]" for value in values] == [line for line in ran.stdout.splitlines() if line.startswith("[")]
+    _no_pwned(tmp_path, work, REPO_ROOT)
 
 
 if __name__ == "__main__":
