@@ -1,4 +1,7 @@
-"""Tokenised splits: premise/hypothesis pairs to token ids, cached on disk.
+"""Tokenised splits: premise/hypothesis pairs (or single sentences) to token ids, cached on disk.
+
+Labels are int64 class indices (-1: none) for classification and float32 scores (NaN: none)
+for regression; ``labelled_mask`` tells which examples carry one.
 
 Tokenising 160k ANLI pairs takes minutes; the result is cached as a non-pickle ``.npz``
 keyed by the file's content, the tokenizer and every setting that changes the ids, so a
@@ -26,7 +29,7 @@ from mt_dnn.task_def import TaskDef
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 2  # 2: the data warnings (data_checks) are stored with the arrays
+CACHE_FORMAT_VERSION = 3  # 2: the data warnings (data_checks) are stored with the arrays; 3: task kinds
 _ARRAYS = ("key", "input_ids", "offsets", "token_type_ids", "labels", "uids", "notes")
 
 
@@ -39,7 +42,7 @@ class TokenizedSplit:
     input_ids: np.ndarray  # int32 [total tokens]
     token_type_ids: np.ndarray  # int8 [total tokens]
     offsets: np.ndarray  # int64 [n + 1]
-    labels: np.ndarray  # int64 [n]; -1 = unlabelled
+    labels: np.ndarray  # int64 [n], -1 = unlabelled; float32 for regression, NaN = unlabelled
     uids: np.ndarray  # str [n]
 
     def __len__(self) -> int:
@@ -53,7 +56,7 @@ class TokenizedSplit:
         return {
             "input_ids": self.input_ids[start:end],
             "token_type_ids": self.token_type_ids[start:end],
-            "label": int(self.labels[index]),
+            "label": self.labels[index].item(),
         }
 
     def take(self, count: int) -> "TokenizedSplit":
@@ -80,6 +83,18 @@ def tokenizer_fingerprint(tokenizer) -> str:
     else:  # a slow tokenizer: its vocabulary and special tokens decide the ids
         text = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def labelled_mask(labels: np.ndarray) -> np.ndarray:
+    """Which examples carry a label: a class index >= 0, or a score that is not NaN."""
+    return ~np.isnan(labels) if labels.dtype.kind == "f" else labels >= 0
+
+
+def encode_single(*, tokenizer, sentences: list[str], max_seq_len: int) -> tuple[list, list]:
+    """Token and segment ids of single sentences (CoLA, SST-2): one segment, cut at ``max_seq_len``."""
+    encoded = tokenizer(sentences, truncation=True, max_length=max_seq_len, return_token_type_ids=True,
+                        return_attention_mask=False)
+    return encoded["input_ids"], encoded["token_type_ids"]
 
 
 def encode_pairs(*, tokenizer, premises: list[str], hypotheses: list[str], max_seq_len: int) -> tuple[list, list]:
@@ -110,25 +125,30 @@ def _cache_key(*, data: bytes, task: TaskDef, tokenizer, max_seq_len: int, requi
     for part in (
         f"v{CACHE_FORMAT_VERSION}", hashlib.sha256(data).hexdigest(), tokenizer_fingerprint(tokenizer),
         str(max_seq_len), task.reader, json.dumps(task.fields, sort_keys=True), ",".join(task.labels),
-        str(require_label),
+        str(require_label), task.task_type, task.data_format, task.quoting,
     ):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
 
 
-def _tokenize(examples: list[Example], *, task: str, split: str, tokenizer, max_seq_len: int) -> TokenizedSplit:
-    ids, types = encode_pairs(
-        tokenizer=tokenizer, premises=[e.premise for e in examples],
-        hypotheses=[e.hypothesis for e in examples], max_seq_len=max_seq_len,
-    )
+def _tokenize(examples: list[Example], *, task: TaskDef, split: str, tokenizer, max_seq_len: int) -> TokenizedSplit:
+    if task.single_sentence:
+        ids, types = encode_single(tokenizer=tokenizer, sentences=[e.premise for e in examples],
+                                   max_seq_len=max_seq_len)
+    else:
+        ids, types = encode_pairs(
+            tokenizer=tokenizer, premises=[e.premise for e in examples],
+            hypotheses=[e.hypothesis for e in examples], max_seq_len=max_seq_len,
+        )
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return TokenizedSplit(
-        task=task, split=split,
+        task=task.name, split=split,
         input_ids=np.fromiter((t for row in ids for t in row), dtype=np.int32, count=int(offsets[-1])),
         token_type_ids=np.fromiter((t for row in types for t in row), dtype=np.int8, count=int(offsets[-1])),
-        offsets=offsets, labels=np.array([e.label for e in examples], dtype=np.int64),
+        offsets=offsets,
+        labels=np.array([e.label for e in examples], dtype=np.float32 if task.is_regression else np.int64),
         uids=np.array([e.uid for e in examples], dtype=str),
     )
 
@@ -189,7 +209,7 @@ def load_tokenized_split(
             return cached[0]
     examples = read_examples(path=path, task=task, require_label=require_label)
     notes = example_notes(examples) + special_only_notes(examples, tokenizer=tokenizer)
-    tokenized = _tokenize(examples, task=task.name, split=split, tokenizer=tokenizer, max_seq_len=max_seq_len)
+    tokenized = _tokenize(examples, task=task, split=split, tokenizer=tokenizer, max_seq_len=max_seq_len)
     if cache_path is not None:
         _write_cache(cache_path, key=key, split=tokenized, notes=notes)
     logger.info("%s:%s: tokenised %d examples", task.name, split, len(tokenized))
