@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--split", help="evaluate a split of the task definition, e.g. r3_test")
     what.add_argument("--input", help="a jsonl of premise/hypothesis pairs (fields as the task defines; labels optional)")
     parser.add_argument("--data_dir", nargs="+", default=None, help="as train.py (default: the run's data folders)")
+    parser.add_argument("--task_def", nargs="+", default=None, metavar="YAML",
+                        help="read --split/--input as this file defines the task (same name, kind and labels as the "
+                             "run's), e.g. task_defs/advglue.yml to score a GLUE-trained run on AdvGLUE")
     parser.add_argument("--output", required=True, help="where to write the predictions (jsonl)")
     parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("--max_examples", type=positive_int, default=None,
@@ -98,6 +101,21 @@ def _load_weights(run_dir: Path, which: str, device) -> dict:
     return state["model"]
 
 
+def _input_task(*, paths: list[str], trained):
+    """The task as ``--task_def`` defines it, for reading only: the head's outputs must mean the same."""
+    from mt_dnn.task_def import load_task_defs
+
+    defined = load_task_defs(paths=paths)
+    if trained.name not in defined:
+        raise ConfigError(f"--task_def {' '.join(paths)}: defines no task {trained.name!r} "
+                          f"(defines {', '.join(defined)})")
+    task = defined[trained.name]
+    if (task.task_type, task.labels) != (trained.task_type, trained.labels):
+        raise ConfigError(f"--task_def {task.source}: task {task.name} is {task.task_type} with labels "
+                          f"{list(task.labels)}; the run's head is {trained.task_type} with {list(trained.labels)}")
+    return task
+
+
 def predict(args) -> dict:
     run_dir = Path(args.run_dir)
     config = read_run_config(run_dir)
@@ -124,6 +142,9 @@ def predict(args) -> dict:
         raise UserError(f"--checkpoint {args.checkpoint}: does not fit the model in {model_dir} "
                         f"({first_line(exc)})") from None
     model.to(device)
+    if args.task_def:
+        task = _input_task(paths=args.task_def, trained=task)
+        tasks = {**tasks, task_name: task}
 
     if args.split:
         recorded = config.get("data_dirs") if isinstance(config.get("data_dirs"), dict) else {}
@@ -150,6 +171,8 @@ def predict(args) -> dict:
     summary = {"examples": len(data), "output": args.output}
     if "accuracy" in result:
         summary["accuracy"] = result["accuracy"]
+    if "metrics" in result:
+        summary["metrics"] = result["metrics"]
     if substitution is not None:
         summary["substitution"] = substitution
     return summary

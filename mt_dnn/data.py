@@ -83,6 +83,11 @@ def _regression_label(value: object, *, task: TaskDef, where: str) -> float:
 
 def _label_index(value: object, *, task: TaskDef, where: str) -> int:
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if task.label_map is not None:
+        if text is None or text not in task.label_map:
+            raise DataError(f"{where}: label {value!r} is not one of {', '.join(task.label_map)} "
+                            f"(label_map of task {task.name})")
+        return task.labels.index(task.label_map[text])
     if text is None or text not in task.labels:
         raise DataError(f"{where}: label {value!r} is not one of {', '.join(task.labels)} (task {task.name})")
     return task.labels.index(text)
@@ -220,10 +225,37 @@ def _read_tsv(path: Path, *, task: TaskDef, require_label: bool) -> list[Example
     return examples
 
 
-def read_examples(*, path: str | Path, task: TaskDef, require_label: bool = True) -> list[Example]:
-    """All examples of one file, in file order, validated against the task's labels."""
+def _read_json_lists(path: Path, *, task: TaskDef, key: str | None, require_label: bool) -> list[Example]:
+    if key is None:
+        raise DataError(f"{path}: task {task.name} reads one list of a JSON object (reader json_lists): "
+                        f"give a split of its task definition, which names the list")
+    text = "\n".join(_decoded_lines(path))
+    document = parse_json(text, where=str(path))
+    if not isinstance(document, dict):
+        raise DataError(f"{path}: expected a JSON object of lists, got {type(document).__name__}")
+    if key not in document:
+        raise DataError(f"{path}: no list {key!r} (it holds {', '.join(map(str, document))})")
+    records = document[key]
+    if not isinstance(records, list):
+        raise DataError(f"{path}: {key!r}: expected a list of examples, got {type(records).__name__}")
+    examples = []
+    for number, record in enumerate(records, start=1):
+        where = f"{path}: {key}[{number - 1}]"
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        examples.append(_build_example(record, task=task, number=number, where=where, require_label=require_label))
+    return examples
+
+
+def read_examples(*, path: str | Path, task: TaskDef, require_label: bool = True,
+                  key: str | None = None) -> list[Example]:
+    """All examples of one file, in file order, validated against the task's labels.
+
+    ``key``: the list to read from a ``json_lists`` file (the split's ``key``)."""
     path = Path(path)
-    if task.reader == "tsv":
+    if task.reader == "json_lists":
+        examples = _read_json_lists(path, task=task, key=key, require_label=require_label)
+    elif task.reader == "tsv":
         examples = _read_tsv(path, task=task, require_label=require_label)
     else:
         examples = _read_jsonl(path, task=task, require_label=require_label)

@@ -120,12 +120,14 @@ def encode_pairs(*, tokenizer, premises: list[str], hypotheses: list[str], max_s
     return input_ids, token_type_ids
 
 
-def _cache_key(*, data: bytes, task: TaskDef, tokenizer, max_seq_len: int, require_label: bool) -> str:
+def _cache_key(*, data: bytes, task: TaskDef, tokenizer, max_seq_len: int, require_label: bool,
+               key: str | None = None) -> str:
     digest = hashlib.sha256()
     for part in (
         f"v{CACHE_FORMAT_VERSION}", hashlib.sha256(data).hexdigest(), tokenizer_fingerprint(tokenizer),
         str(max_seq_len), task.reader, json.dumps(task.fields, sort_keys=True), ",".join(task.labels),
-        str(require_label), task.task_type, task.data_format, task.quoting,
+        str(require_label), task.task_type, task.data_format, task.quoting, str(key),
+        json.dumps(task.label_map, sort_keys=True),
     ):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
@@ -199,7 +201,9 @@ def load_tokenized_split(
         raise DataError(f"{path}: file not found (split {task.name}:{split})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read (split {task.name}:{split}: {exc.strerror})") from None
-    key = _cache_key(data=data, task=task, tokenizer=tokenizer, max_seq_len=max_seq_len, require_label=require_label)
+    json_key = task.splits[split].key if split in task.splits else None
+    key = _cache_key(data=data, task=task, tokenizer=tokenizer, max_seq_len=max_seq_len, require_label=require_label,
+                     key=json_key)
     cache_path = Path(cache_dir) / f"{task.name}-{split}-{key[:24]}.npz" if cache_dir else None
     if cache_path is not None:
         cached = _read_cache(cache_path, key=key, task=task.name, split=split)
@@ -207,7 +211,7 @@ def load_tokenized_split(
             logger.info("%s:%s: %d examples from the token cache", task.name, split, len(cached[0]))
             log_notes(path, cached[1])
             return cached[0]
-    examples = read_examples(path=path, task=task, require_label=require_label)
+    examples = read_examples(path=path, task=task, require_label=require_label, key=json_key)
     notes = example_notes(examples) + special_only_notes(examples, tokenizer=tokenizer)
     tokenized = _tokenize(examples, task=task, split=split, tokenizer=tokenizer, max_seq_len=max_seq_len)
     if cache_path is not None:

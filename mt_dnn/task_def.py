@@ -25,7 +25,9 @@ from mt_dnn.metrics import ALL_METRICS, BINARY_ONLY, CLASSIFICATION_METRICS, REG
 
 DATA_FORMATS = ("premise_hypothesis", "premise_only")
 TASK_TYPES = ("classification", "regression")
-READERS = ("anli_jsonl", "jsonl", "tsv")
+# json_lists: one JSON object holding a list of example objects per key (AdvGLUE's dev.json);
+# each split names its key
+READERS = ("anli_jsonl", "jsonl", "tsv", "json_lists")
 LOSSES = ("cross_entropy", "mse")
 ADV_LOSSES = ("symmetric_kl", "mse")
 METRICS = ALL_METRICS
@@ -35,7 +37,8 @@ ROLES = ("train", "dev", "test")
 QUOTINGS = ("none", "csv")
 
 _REQUIRED = ("data_format", "reader", "loss", "adv_loss", "splits")
-_OPTIONAL = ("task_type", "labels", "label_names", "n_class", "dropout_p", "fields", "metric", "metrics", "quoting")
+_OPTIONAL = ("task_type", "labels", "label_names", "n_class", "dropout_p", "fields", "metric", "metrics", "quoting",
+             "label_map")
 _FIELD_KEYS = ("premise", "hypothesis", "label", "uid")
 # what each task type may use (MT-DNN's pairing: regression takes MSE for both terms; a
 # symmetric KL over a single output is identically zero)
@@ -46,6 +49,7 @@ _DEFAULT_FIELDS = {
     "anli_jsonl": {"premise": "context", "hypothesis": "hypothesis", "label": "label", "uid": "uid"},
     "jsonl": {"premise": "premise", "hypothesis": "hypothesis", "label": "label", "uid": "uid"},
     "tsv": {"premise": "premise", "hypothesis": "hypothesis", "label": "label", "uid": "uid"},
+    "json_lists": {"premise": "premise", "hypothesis": "hypothesis", "label": "label", "uid": "idx"},
 }
 
 
@@ -54,6 +58,7 @@ class SplitDef:
     name: str
     path: str
     role: str
+    key: str | None = None  # json_lists: which list of the file
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class TaskDef:
     source: str = field(default="", compare=False)
     task_type: str = "classification"
     quoting: str = "none"
+    # the file's label values -> this task's labels, when the file encodes them otherwise
+    # (AdvGLUE's integers: RTE 0 = entailment, where GLUE's order puts not_entailment first)
+    label_map: dict[str, str] | None = None
 
     @property
     def n_class(self) -> int:
@@ -200,6 +208,21 @@ def _parse_task(name: str, body: Any, *, source: str) -> TaskDef:
     if "quoting" in body and reader != "tsv":
         raise _fail(source, f"{name}.quoting", f"applies to the tsv reader only (this task's reader is {reader})")
     quoting = _choice(quoting, QUOTINGS, source=source, where=f"{name}.quoting")
+    label_map = None
+    if "label_map" in body:
+        if task_type == "regression":
+            raise _fail(source, f"{name}.label_map", "a regression task takes float labels, not a label map")
+        given = _expect_type(body["label_map"], dict, source=source, where=f"{name}.label_map",
+                             what="a mapping of the file's label values to this task's labels")
+        label_map = {}
+        for value, label in given.items():
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise _fail(source, f"{name}.label_map", f"expected label values (strings or integers), got {value!r}")
+            if str(label) not in labels:
+                raise _fail(source, f"{name}.label_map.{value}", f"{label!r} is not one of {', '.join(labels)}")
+            label_map[str(value)] = str(label)
+        if sorted(label_map.values()) != sorted(labels):
+            raise _fail(source, f"{name}.label_map", f"expected each of {', '.join(labels)} exactly once")
 
     raw_splits = _expect_type(body["splits"], dict, source=source, where=f"{name}.splits", what="a mapping of split names")
     if not raw_splits:
@@ -210,9 +233,15 @@ def _parse_task(name: str, body: Any, *, source: str) -> TaskDef:
         if not isinstance(split_name, str) or not split_name.replace("_", "").isalnum():
             raise _fail(source, where, "split names must be letters, digits and underscores")
         _expect_type(spec, dict, source=source, where=where, what="a mapping with path and role")
-        extra = sorted(set(spec) - {"path", "role"})
+        split_keys = {"path", "role", "key"} if reader == "json_lists" else {"path", "role"}
+        extra = sorted(set(spec) - split_keys)
         if extra:
-            raise _fail(source, f"{where}.{extra[0]}", "unknown key (allowed: path, role)")
+            raise _fail(source, f"{where}.{extra[0]}", f"unknown key (allowed: {', '.join(sorted(split_keys))})")
+        json_key = None
+        if reader == "json_lists":
+            if "key" not in spec:
+                raise _fail(source, f"{where}.key", "missing required key (which list of the json_lists file)")
+            json_key = _expect_type(spec["key"], str, source=source, where=f"{where}.key", what="a key of the JSON object")
         for key in ("path", "role"):
             if key not in spec:
                 raise _fail(source, f"{where}.{key}", "missing required key")
@@ -220,13 +249,13 @@ def _parse_task(name: str, body: Any, *, source: str) -> TaskDef:
         if Path(path).is_absolute() or ".." in Path(path).parts:
             raise _fail(source, f"{where}.path", f"expected a path inside the data folder, got {path!r}")
         role = _choice(spec["role"], ROLES, source=source, where=f"{where}.role")
-        splits[split_name] = SplitDef(name=split_name, path=path, role=role)
+        splits[split_name] = SplitDef(name=split_name, path=path, role=role, key=json_key)
 
     return TaskDef(
         name=name, data_format=data_format, reader=reader, labels=tuple(labels),
         label_names=tuple(label_names), loss=loss, adv_loss=adv_loss, metrics=metrics,
         dropout_p=float(dropout_p), fields=fields, splits=splits, source=source,
-        task_type=task_type, quoting=quoting,
+        task_type=task_type, quoting=quoting, label_map=label_map,
     )
 
 

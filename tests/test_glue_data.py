@@ -148,3 +148,50 @@ def test_regression_label_that_is_not_a_number(tmp_path, score, expected):
 
 def test_classification_label_not_in_the_list(tmp_path):
     assert ":1: label '7' is not one of 0, 1 (task cola)" in _refused(tmp_path, b"s\t7\t\tA.\n", task=GLUE["cola"])
+
+
+ADVGLUE = load_task_defs(paths=[REPO_ROOT / "task_defs" / "advglue.yml"])
+
+
+def test_advglue_tasks_share_glues_heads():
+    for name, task in ADVGLUE.items():
+        assert (task.labels, task.task_type, task.data_format) == (
+            GLUE[name].labels, GLUE[name].task_type, GLUE[name].data_format), name
+
+
+# AdvGLUE's PROVENANCE.md: counts; label names of the integers (0 entailment for RTE/QNLI/MNLI)
+ADV_EXPECTED = {
+    ("sst2", "dev"): {"1": 76, "0": 72},
+    ("qqp", "dev"): {"0": 46, "1": 32},
+    ("mnli", "matched_dev"): {"contradiction": 50, "neutral": 39, "entailment": 32},
+    ("mnli", "mismatched_dev"): {"entailment": 60, "contradiction": 57, "neutral": 45},
+    ("qnli", "dev"): {"entailment": 74, "not_entailment": 74},
+    ("rte", "dev"): {"entailment": 35, "not_entailment": 46},
+}
+
+
+@pytest.mark.parametrize("task, split", sorted(ADV_EXPECTED))
+def test_advglue_counts_and_label_names(advglue_dir, task, split):
+    definition = ADVGLUE[task]
+    examples = read_examples(path=advglue_dir / "dev.json", task=definition, key=definition.splits[split].key)
+    assert dict(Counter(definition.labels[e.label] for e in examples)) == ADV_EXPECTED[(task, split)]
+
+
+def test_advglue_rte_integers_are_mapped_by_name(advglue_dir):
+    import json
+
+    raw = json.loads((advglue_dir / "dev.json").read_text(encoding="utf-8"))["rte"]
+    examples = read_examples(path=advglue_dir / "dev.json", task=ADVGLUE["rte"], key="rte")
+    for record, example in zip(raw, examples):  # 0 = entailment, which GLUE's RTE head has at index 1
+        assert ADVGLUE["rte"].labels[example.label] == ("entailment" if record["label"] == 0 else "not_entailment")
+        assert example.premise == record["sentence1"] and example.uid == str(record["idx"])
+
+
+def test_advglue_label_out_of_range_is_one_line(tmp_path):
+    path = tmp_path / "dev.json"
+    path.write_text('{"rte": [{"idx": 0, "sentence1": "a", "sentence2": "b", "label": 2}]}', encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        read_examples(path=path, task=ADVGLUE["rte"], key="rte")
+    assert str(info.value) == f"{path}: rte[0]: label 2 is not one of 0, 1 (label_map of task rte)"
+    with pytest.raises(DataError, match=r"no list 'qnli' \(it holds rte\)"):
+        read_examples(path=path, task=ADVGLUE["qnli"], key="qnli")

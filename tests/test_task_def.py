@@ -173,3 +173,35 @@ def test_kind_errors_name_file_and_key(tmp_path, text, mutation, expected):
         load_task_defs(paths=[path])
     message = str(info.value)
     assert message.startswith(str(path)) and expected in message and "\n" not in message, message
+
+
+ADV = """
+rte:
+  data_format: premise_hypothesis
+  reader: json_lists
+  labels: [not_entailment, entailment]
+  label_map: {0: entailment, 1: not_entailment}
+  loss: cross_entropy
+  adv_loss: symmetric_kl
+  metrics: [accuracy]
+  splits:
+    dev: {path: dev.json, role: dev, key: rte}
+"""
+
+
+def test_label_map_and_json_lists(tmp_path):
+    task = load_task_defs(paths=[_write(tmp_path, ADV)])["rte"]
+    assert task.label_map == {"0": "entailment", "1": "not_entailment"} and task.splits["dev"].key == "rte"
+
+
+@pytest.mark.parametrize("mutation, expected", [
+    (lambda t: t.replace("1: not_entailment}", "1: neutral}"), "rte.label_map.1: 'neutral' is not one of"),
+    (lambda t: t.replace("1: not_entailment}", "1: entailment}"), "rte.label_map: expected each of"),
+    (lambda t: t.replace(", key: rte}", "}"), "rte.splits.dev.key: missing required key"),
+    (lambda t: t.replace("reader: json_lists", "reader: jsonl"), "rte.splits.dev.key: unknown key"),
+])
+def test_label_map_errors(tmp_path, mutation, expected):
+    path = _write(tmp_path, mutation(ADV))
+    with pytest.raises(ConfigError) as info:
+        load_task_defs(paths=[path])
+    assert str(info.value).startswith(str(path)) and expected in str(info.value), str(info.value)
