@@ -103,7 +103,7 @@ def prediction_records(*, data: TokenizedSplit, task, result: dict) -> list[dict
         if task.is_regression:
             record = {"uid": str(data.uids[i]), "score": round(float(result["scores"][i]), 6)}
             if labelled[i]:
-                record["gold"] = float(data.labels[i])
+                record["gold"] = round(float(data.labels[i]), 6)  # stored as float32: 2.4 -> 2.4000000953
         else:
             record = {
                 "uid": str(data.uids[i]),

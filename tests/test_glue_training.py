@@ -112,14 +112,14 @@ def test_the_regression_terms_are_mse():
         F.mse_loss(adv, clean, reduction="sum").item())
 
 
-def _train(tmp_path, minilm_path, glue_dir, *extra):
+def _train(tmp_path, minilm_path, glue_dir, *extra, export=False):
     from mt_dnn.cli_train import main
 
     out = tmp_path / "run"
     argv = ["--task_def", str(GLUE_YML), "--data_dir", str(glue_dir), "--model", str(minilm_path),
             "--cache_dir", str(tmp_path / "cache"), "--max_train_examples", "16", "--max_eval_examples", "24",
-            "--epochs", "1", "--batch_size", "8", "--max_seq_len", "40", "--no_progress", "--no_export",
-            "--output_dir", str(out), *extra]
+            "--epochs", "1", "--batch_size", "8", "--max_seq_len", "64", "--no_progress",
+            *([] if export else ["--no_export"]), "--output_dir", str(out), *extra]
     assert main(argv) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return out, records, json.loads((out / "run_summary.json").read_text())
@@ -170,3 +170,28 @@ def test_multi_task_cola_and_stsb(tmp_path, minilm_path, glue_dir, monkeypatch):
     for task in ("cola", "stsb"):
         name = f"heads.{task}.classifier.weight"
         assert not torch.equal(final[name], initial[name]), f"the {task} head did not move"
+
+
+@pytest.mark.slow
+def test_stsb_export_scores_through_pipeline_as_predict_py(tmp_path, minilm_path, glue_dir):
+    from transformers import pipeline
+
+    from mt_dnn.cli_predict import main as predict_main
+    from mt_dnn.data import read_examples
+
+    out, _, _ = _train(tmp_path, minilm_path, glue_dir, "--train_datasets", "stsb", "--perturbation", "1-1",
+                       export=True)
+    config = json.loads((out / "hf_model" / "config.json").read_text())
+    assert len(config["id2label"]) == 1  # num_labels=1
+    assert config["problem_type"] == "regression"
+    predictions = tmp_path / "stsb_dev.jsonl"
+    assert predict_main(["--run_dir", str(out), "--split", "dev", "--max_examples", "8", "--output",
+                         str(predictions), "--device", "cpu"]) == 0
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(records) == 8 and all(set(r) == {"uid", "score", "gold"} for r in records)
+    examples = read_examples(path=glue_dir / "STS-B" / "dev.tsv", task=TASKS["stsb"])[:8]
+    scorer = pipeline("text-classification", model=str(out / "hf_model"), device="cpu")
+    scored = scorer([{"text": e.premise, "text_pair": e.hypothesis} for e in examples])
+    for record, example, got in zip(records, examples, scored):
+        assert record["uid"] == example.uid and record["gold"] == example.label
+        assert got["label"] == "score" and got["score"] == pytest.approx(record["score"], abs=1e-5)
