@@ -13,7 +13,8 @@ a CSV writer (a quote-wrapped field with doubled inner quotes) in a plain file, 
 ``MAX_FIELD_CHARS`` characters: one line naming FILE:LINE. Classification labels are looked
 up in the task's labels; regression labels are finite floats (STS-B's 0-5 scores).
 
-``python -m mt_dnn.data download-anli`` fetches and verifies the official ANLI archive.
+``python -m mt_dnn.data download-anli`` fetches and verifies the official ANLI archive,
+``python -m mt_dnn.data download-glue`` GLUE's small tasks (:mod:`mt_dnn.glue_download`).
 """
 
 from __future__ import annotations
@@ -266,10 +267,14 @@ def read_examples(*, path: str | Path, task: TaskDef, require_label: bool = True
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ("download-anli", "verify-anli")
+    commands = ("download-anli", "verify-anli", "download-glue", "verify-glue")
     if not argv or argv[0] not in commands:
         print(f"usage: python -m mt_dnn.data {{{','.join(commands)}}} [--data_dir DIR] ...", file=sys.stderr)
         return 2
+    if argv[0].endswith("-glue"):
+        from mt_dnn import glue_download
+
+        return glue_download.main(argv)
     from mt_dnn import anli_download
 
     return anli_download.main(argv)
