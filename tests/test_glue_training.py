@@ -195,3 +195,30 @@ def test_stsb_export_scores_through_pipeline_as_predict_py(tmp_path, minilm_path
     for record, example, got in zip(records, examples, scored):
         assert record["uid"] == example.uid and record["gold"] == example.label
         assert got["label"] == "score" and got["score"] == pytest.approx(record["score"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_glue_trained_run_is_scored_on_advglue(tmp_path, minilm_path, glue_dir, advglue_dir, capsys):
+    from mt_dnn.cli_predict import main as predict_main
+
+    out, _, _ = _train(tmp_path, minilm_path, glue_dir, "--train_datasets", "rte")
+    predictions = tmp_path / "adv_rte.jsonl"
+    argv = ["--run_dir", str(out), "--task_def", str(REPO_ROOT / "task_defs" / "advglue.yml"), "--split", "dev",
+            "--data_dir", str(advglue_dir), "--output", str(predictions), "--device", "cpu"]
+    assert predict_main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(records) == summary["examples"] == 81  # AdvGLUE's RTE dev
+    gold = [r["gold"] for r in records]
+    assert gold.count("entailment") == 35 and gold.count("not_entailment") == 46
+    assert summary["accuracy"] == pytest.approx(sum(r["prediction"] == r["gold"] for r in records) / 81)
+    # a definition whose labels do not mean what the run's head means is refused in one line
+    other = tmp_path / "other.yml"
+    other.write_text((REPO_ROOT / "task_defs" / "advglue.yml").read_text().replace(
+        "  labels: [not_entailment, entailment]\n  label_map: {0: entailment, 1: not_entailment}",
+        "  labels: [entailment, not_entailment]\n  label_map: {0: entailment, 1: not_entailment}"))
+    argv[argv.index(str(REPO_ROOT / "task_defs" / "advglue.yml"))] = str(other)
+    assert predict_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --task_def {other}: task rte is classification with labels ['entailment', "
+                   "'not_entailment']; the run's head is classification with ['not_entailment', 'entailment']"]
