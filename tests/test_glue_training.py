@@ -222,3 +222,28 @@ def test_a_glue_trained_run_is_scored_on_advglue(tmp_path, minilm_path, glue_dir
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --task_def {other}: task rte is classification with labels ['entailment', "
                    "'not_entailment']; the run's head is classification with ['not_entailment', 'entailment']"]
+
+
+@pytest.mark.slow
+def test_multi_task_resume_is_exact(tmp_path, minilm_path, glue_dir):
+    from mt_dnn.checkpoint import read_checkpoint
+    from mt_dnn.cli_train import main
+
+    def final_weights(folder):
+        (checkpoint,) = sorted((folder / "checkpoints").glob("step-*.pt"))[-1:]
+        return read_checkpoint(checkpoint)["model"]
+
+    whole, _, _ = _train(tmp_path / "whole", minilm_path, glue_dir, "--train_datasets", "cola,stsb",
+                         "--perturbation", "1-1", "--seed", "3")
+    common = ["--task_def", str(GLUE_YML), "--data_dir", str(glue_dir), "--model", str(minilm_path),
+              "--cache_dir", str(tmp_path / "whole" / "cache"), "--max_train_examples", "16",
+              "--max_eval_examples", "24", "--epochs", "1", "--batch_size", "8", "--max_seq_len", "64",
+              "--no_progress", "--no_export", "--train_datasets", "cola,stsb", "--perturbation", "1-1",
+              "--seed", "3", "--output_dir", str(tmp_path / "split")]
+    assert main([*common, "--stop_at_step", "2"]) == 0
+    assert main([*common, "--resume"]) == 0
+    expected, got = final_weights(whole), final_weights(tmp_path / "split")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    records = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in records if r["kind"] == "eval_pooled"} == {"cola", "stsb"}
