@@ -195,3 +195,27 @@ def test_advglue_label_out_of_range_is_one_line(tmp_path):
     assert str(info.value) == f"{path}: rte[0]: label 2 is not one of 0, 1 (label_map of task rte)"
     with pytest.raises(DataError, match=r"no list 'qnli' \(it holds rte\)"):
         read_examples(path=path, task=ADVGLUE["qnli"], key="qnli")
+
+
+@pytest.mark.parametrize("case, line, expected", [
+    ("extra tab in the last field", b"gj04\t1\t\tThe sailors rode\tthe breeze.", "expected 4 tab-separated columns (as line 1), got 5"),
+    ("lone carriage return", b"gj04\t1\t\tThe sailors\rrode the breeze.", "a carriage return inside a field"),
+    ("label not in the list", b"gj04\t7\t\tThe sailors rode the breeze.", "label '7' is not one of 0, 1 (task cola)"),
+])
+def test_train_py_refuses_a_misread_glue_line_in_one_line(tmp_path, glue_dir, capsys, case, line, expected):
+    from mt_dnn.cli_train import main as train_main
+    from tiny_models import tiny_bert
+    from train_runs import fails_cleanly
+
+    data = tmp_path / "glue"
+    (data / "CoLA").mkdir(parents=True)
+    lines = (glue_dir / "CoLA" / "train.tsv").read_bytes().split(b"\n")[:20]
+    lines[11] = line
+    (data / "CoLA" / "train.tsv").write_bytes(b"\n".join(lines) + b"\n")
+    (data / "CoLA" / "dev.tsv").write_bytes(b"\n".join(lines[:8]))
+    argv = ["--task_def", str(REPO_ROOT / "task_defs" / "glue.yml"), "--train_datasets", "cola",
+            "--data_dir", str(data), "--model", str(tiny_bert(tmp_path / "bert")), "--cache_dir",
+            str(tmp_path / "cache"), "--epochs", "1", "--batch_size", "4", "--max_seq_len", "32", "--no_progress",
+            "--output_dir", str(tmp_path / "run")]
+    fails_cleanly(argv, capsys, starts=f"{data / 'CoLA' / 'train.tsv'}:12: {expected}", main=train_main)
+    assert not (tmp_path / "run").exists()
