@@ -94,5 +94,7 @@ def collate(data: TokenizedSplit, indices: np.ndarray, *, pad_token_id: int) -> 
         "input_ids": torch.from_numpy(input_ids),
         "token_type_ids": torch.from_numpy(token_type_ids),
         "attention_mask": torch.from_numpy(attention_mask),
-        "labels": torch.from_numpy(data.labels[indices].astype(np.int64)),
+        # class indices for cross-entropy, float32 scores for a regression head
+        "labels": torch.from_numpy(data.labels[indices].astype(np.float32 if data.labels.dtype.kind == "f"
+                                                                else np.int64)),
     }

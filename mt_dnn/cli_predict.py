@@ -44,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, help="which task head to use (default: the run's only task)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--split", help="evaluate a split of the task definition, e.g. r3_test")
-    what.add_argument("--input", help="premise/hypothesis pairs in the task's own file format (its task definition's "
-                                       "reader: jsonl, one JSON object per line, or TSV with a header; fields as the "
-                                       "task defines; labels optional)")
+    what.add_argument("--input", help="examples in the task's own file format (its task definition's reader: jsonl, "
+                                       "one JSON object per line, or TSV; fields as the task defines; labels optional)")
     parser.add_argument("--data_dir", nargs="+", action="extend", default=None,
                         help="as train.py (default: the run's data folders)")
+    parser.add_argument("--task_def", nargs="+", default=None, metavar="YAML",
+                        help="read --split/--input as this file defines the task (same name, kind and labels as the "
+                             "run's), e.g. task_defs/advglue.yml to score a GLUE-trained run on AdvGLUE")
     parser.add_argument("--output", required=True,
                         help="where to write the predictions (jsonl); not --input, a folder, or a file in a run folder")
     parser.add_argument("--batch_size", type=positive_int, default=64)
@@ -110,8 +112,11 @@ def _load_weights(run_dir: Path, which: str, device) -> dict:
 
 def input_format(task) -> str:
     """What ``--input`` must look like for ``task``, in words."""
-    fields = ", ".join(f"{task.fields[key]!r}" for key in ("premise", "hypothesis"))
+    keys = [key for key in ("premise", "hypothesis") if key in task.fields]
+    fields = ", ".join(f"{task.fields[key]!r}" for key in keys)
     if task.reader == "tsv":
+        if all(task.fields[key].isdigit() for key in keys):
+            return f"tab-separated values without a header, text in columns {fields} (task {task.name}'s reader tsv)"
         return f"tab-separated values with a header line naming the columns {fields} (task {task.name}'s reader tsv)"
     return f"one JSON object per line with the fields {fields} (task {task.name}'s reader {task.reader})"
 
@@ -131,6 +136,21 @@ def check_output(*, output: Path, run_dir: Path, input_path: str | None) -> None
         if folder == run or is_run_folder(folder):
             raise ConfigError(f"--output {output}: lies inside the run folder {folder}, whose files it could "
                               "replace; give a file outside it")
+
+
+def _input_task(*, paths: list[str], trained):
+    """The task as ``--task_def`` defines it, for reading only: the head's outputs must mean the same."""
+    from mt_dnn.task_def import load_task_defs
+
+    defined = load_task_defs(paths=paths)
+    if trained.name not in defined:
+        raise ConfigError(f"--task_def {' '.join(paths)}: defines no task {trained.name!r} "
+                          f"(defines {', '.join(defined)})")
+    task = defined[trained.name]
+    if (task.task_type, task.labels) != (trained.task_type, trained.labels):
+        raise ConfigError(f"--task_def {task.source}: task {task.name} is {task.task_type} with labels "
+                          f"{list(task.labels)}; the run's head is {trained.task_type} with {list(trained.labels)}")
+    return task
 
 
 def predict(args) -> dict:
@@ -159,6 +179,9 @@ def predict(args) -> dict:
         raise UserError(f"--checkpoint {args.checkpoint}: does not fit the model in {model_dir} "
                         f"({first_line(exc)})") from None
     model.to(device)
+    if args.task_def:
+        task = _input_task(paths=args.task_def, trained=task)
+        tasks = {**tasks, task_name: task}
 
     if args.split:
         recorded = config.get("data_dirs") if isinstance(config.get("data_dirs"), dict) else {}
@@ -191,6 +214,8 @@ def predict(args) -> dict:
     summary = {"examples": len(data), "output": args.output}
     if "accuracy" in result:
         summary["accuracy"] = result["accuracy"]
+    if "metrics" in result:
+        summary["metrics"] = result["metrics"]
     if substitution is not None:
         summary["substitution"] = substitution
     return summary

@@ -38,7 +38,7 @@ def example_notes(examples: list[Example]) -> list[str]:
         notes.append(_note(len(duplicates), "a duplicate uid", duplicates[0].line, f": {duplicates[0].uid!r}"))
     for what, test in (("a null uid (its line number is used)", lambda e: e.null_uid),
                        ("an empty premise", lambda e: not e.premise.strip()),
-                       ("an empty hypothesis", lambda e: not e.hypothesis.strip())):
+                       ("an empty hypothesis", lambda e: e.hypothesis is not None and not e.hypothesis.strip())):
         found = [e for e in examples if test(e)]
         if found:
             notes.append(_note(len(found), what, found[0].line))
@@ -50,7 +50,7 @@ def special_only_notes(examples: list[Example], *, tokenizer) -> list[str]:
     special = set(tokenizer.all_special_ids)
     notes = []
     for field in ("premise", "hypothesis"):
-        rows = [e for e in examples if getattr(e, field).strip()]
+        rows = [e for e in examples if (getattr(e, field) or "").strip()]  # a single sentence has no hypothesis
         if not rows:
             continue
         ids = tokenizer([getattr(e, field) for e in rows], add_special_tokens=False)["input_ids"]

@@ -1,15 +1,17 @@
-"""The evaluation after every epoch: each --test_datasets split, then each task's pooled accuracy.
+"""The evaluation after every epoch: each --test_datasets split, then each task's pooled metrics.
 
 Split out of the training loop because it only reads the model: it scores every evaluated
 split (over all ranks), appends ``eval`` and ``eval_pooled`` records to ``metrics.jsonl``
-(rank 0), writes per-example predictions, and returns the score that picks ``best.pt``.
+(rank 0), writes per-example predictions, and returns the score that picks ``best.pt``:
+each task's first metric on its pooled dev splits (MCC for CoLA, Pearson for STS-B, ...),
+averaged over tasks for a multi-task run (MT-DNN's GLUE-style average).
 """
 
 from __future__ import annotations
 
 import logging
 
-from mt_dnn.evaluation import pooled_accuracy, predict_split, prediction_records
+from mt_dnn.evaluation import pooled_accuracy, pooled_metrics, predict_split, prediction_records
 from mt_dnn.run_files import MetricsLog, atomic_write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -17,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 def evaluate_epoch(*, setup, module, autocast, pad_id: int, metrics: MetricsLog, epoch: int,
                    global_step: int) -> float | None:
-    """Evaluate and log; the pooled dev score (mean over tasks), None when no dev split was evaluated.
+    """Evaluate and log; the model-selection score, None when no dev split was evaluated.
+
+    The score is the mean over tasks of each task's first metric on its pooled dev splits.
 
     ``epoch`` counts from 1, as the records do.
     """
@@ -35,9 +39,9 @@ def evaluate_epoch(*, setup, module, autocast, pad_id: int, metrics: MetricsLog,
         metrics.append({"kind": "eval", "epoch": epoch, "global_step": global_step, "task": ref.task,
                         "split": ref.split, "role": role, "examples": result["examples"],
                         "accuracy": result.get("accuracy"), "loss": result.get("loss"),
-                        "wall_time_s": round(result["wall_time_s"], 3)})
-        logger.info("epoch %d %s: accuracy %.4f (%d examples)", epoch, ref, result.get("accuracy", float("nan")),
-                    result["examples"])
+                        "metrics": result.get("metrics"), "wall_time_s": round(result["wall_time_s"], 3)})
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in (result.get("metrics") or {}).items())
+        logger.info("epoch %d %s: %s (%d examples)", epoch, ref, shown or "no labels", result["examples"])
         if config.save_predictions == "all":
             atomic_write_jsonl(setup.output_dir / "predictions" / f"epoch{epoch}_{ref.task}_{ref.split}.jsonl",
                                prediction_records(data=data, task=task, result=result))
@@ -46,13 +50,18 @@ def evaluate_epoch(*, setup, module, autocast, pad_id: int, metrics: MetricsLog,
         task = setup.tasks[task_name]
         for role in ("dev", "test"):
             refs = [ref for ref in results if ref.task == task_name and task.splits[ref.split].role == role
-                    and "accuracy" in results[ref]]
+                    and "metrics" in results[ref]]
             if not refs:
                 continue
-            pooled = pooled_accuracy([results[ref] for ref in refs])
+            pooled = pooled_metrics(task=task, results=[results[ref] for ref in refs])
+            score = pooled["metrics"][task.metric]
             if role == "dev":
-                dev_scores.append(pooled["accuracy"])
+                dev_scores.append(score)
+            record = {"kind": "eval_pooled", "epoch": epoch, "global_step": global_step, "task": task_name,
+                      "role": role, "splits": [ref.split for ref in refs], "metric": task.metric, "score": score,
+                      "metrics": pooled["metrics"], "examples": pooled["examples"]}
+            if not task.is_regression:  # the size-weighted accuracy the ANLI tables read
+                record["accuracy"] = pooled_accuracy([results[ref] for ref in refs])["accuracy"]
             if is_main:
-                metrics.append({"kind": "eval_pooled", "epoch": epoch, "global_step": global_step,
-                                "task": task_name, "role": role, "splits": [ref.split for ref in refs], **pooled})
+                metrics.append(record)
     return sum(dev_scores) / len(dev_scores) if dev_scores else None

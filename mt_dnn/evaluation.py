@@ -1,8 +1,11 @@
-"""Evaluation: accuracy per split, pooled accuracy per task and role, predictions.
+"""Evaluation: each task's metrics per split, pooled per task and role, predictions.
 
 "All" in the paper's tables is accuracy over every example of the listed rounds (a
 size-weighted mean), not the mean of the rounds' accuracies; :func:`pooled_accuracy` is
-that. Under ``torchrun`` every rank scores a disjoint share and the results are gathered.
+that, and :func:`pooled_metrics` computes every metric of the task over the pooled examples
+(for accuracy the same figure). A regression head's single output is the predicted score;
+a classification head's outputs go through a softmax. Under ``torchrun`` every rank scores
+a disjoint share and the results are gathered.
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ from tqdm.auto import tqdm
 
 from mt_dnn.batching import collate
 from mt_dnn.distributed import DistInfo, gather_objects
-from mt_dnn.features import TokenizedSplit
+from mt_dnn.features import TokenizedSplit, labelled_mask
+from mt_dnn.metrics import compute_metrics
+
+
+def pooled_metrics(*, task, results: list[dict]) -> dict:
+    """Every metric of ``task`` over the examples of several labelled splits, pooled."""
+    gold = np.concatenate([r["gold"] for r in results])
+    predictions = np.concatenate([r["predictions"] for r in results])
+    probabilities = None if task.is_regression else np.concatenate([r["probabilities"] for r in results])
+    return {"metrics": compute_metrics(names=task.metrics, gold=gold, predictions=predictions,
+                                       probabilities=probabilities), "examples": len(gold)}
 
 
 def pooled_accuracy(results: list[dict]) -> dict:
@@ -31,7 +44,9 @@ def predict_split(
     *, model, data: TokenizedSplit, task, batch_size: int, device: torch.device, pad_token_id: int,
     dist_info: DistInfo = DistInfo(), autocast=contextlib.nullcontext, show_progress: bool = True,
 ) -> dict:
-    """Probabilities for every example of ``data`` (in file order) and, when labelled, loss and accuracy."""
+    """Probabilities (classification) or scores (regression) for every example of ``data`` (in file
+    order) and, when every example is labelled, the loss, the task's metrics and ``accuracy``
+    (classification)."""
     was_training = model.training
     model.eval()
     started = time.perf_counter()
@@ -47,7 +62,10 @@ def predict_split(
         with autocast():
             logits = model(task=task.name, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            token_type_ids=batch["token_type_ids"])
-        probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        if task.is_regression:
+            probs.append(logits.float().cpu().numpy())  # [B, 1]: the score itself
+        else:
+            probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         rows.append(indices)
     local = (np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
              np.concatenate(probs) if probs else np.zeros((0, task.n_class), dtype=np.float32))
@@ -58,27 +76,43 @@ def predict_split(
     probabilities[all_rows] = all_probs
     model.train(was_training)
 
-    result = {"probabilities": probabilities, "predictions": probabilities.argmax(axis=1),
-              "examples": len(data), "wall_time_s": time.perf_counter() - started}
-    labelled = data.labels >= 0
-    if labelled.all():
-        labels = torch.from_numpy(data.labels)
-        logp = torch.from_numpy(np.log(np.clip(probabilities, 1e-12, 1.0)))
-        result["loss"] = float(torch.nn.functional.nll_loss(logp, labels))
-        result["accuracy"] = float((result["predictions"] == data.labels).mean())
+    result = {"examples": len(data), "wall_time_s": time.perf_counter() - started}
+    if task.is_regression:
+        result["scores"] = result["predictions"] = probabilities[:, 0]
+    else:
+        result["probabilities"], result["predictions"] = probabilities, probabilities.argmax(axis=1)
+    if len(data) and labelled_mask(data.labels).all():
+        result["gold"] = data.labels
+        if task.is_regression:
+            result["loss"] = float(np.mean((result["scores"].astype(np.float64) - data.labels) ** 2))
+        else:
+            labels = torch.from_numpy(data.labels)
+            logp = torch.from_numpy(np.log(np.clip(probabilities, 1e-12, 1.0)))
+            result["loss"] = float(torch.nn.functional.nll_loss(logp, labels))
+            result["accuracy"] = float((result["predictions"] == data.labels).mean())
+        result["metrics"] = compute_metrics(names=task.metrics, gold=data.labels, predictions=result["predictions"],
+                                            probabilities=result.get("probabilities"))
     return result
 
 
 def prediction_records(*, data: TokenizedSplit, task, result: dict) -> list[dict]:
+    """One record per example: the predicted label and probabilities, or for regression the score."""
     records = []
+    labelled = labelled_mask(data.labels)
     for i in range(len(data)):
-        record = {
-            "uid": str(data.uids[i]),
-            "prediction": task.labels[int(result["predictions"][i])],
-            "probabilities": {label: round(float(p), 6) for label, p in zip(task.labels, result["probabilities"][i])},
-        }
-        if data.labels[i] >= 0:
-            record["gold"] = task.labels[int(data.labels[i])]
+        if task.is_regression:
+            record = {"uid": str(data.uids[i]), "score": round(float(result["scores"][i]), 6)}
+            if labelled[i]:
+                record["gold"] = round(float(data.labels[i]), 6)  # stored as float32: 2.4 -> 2.4000000953
+        else:
+            record = {
+                "uid": str(data.uids[i]),
+                "prediction": task.labels[int(result["predictions"][i])],
+                "probabilities": {label: round(float(p), 6)
+                                  for label, p in zip(task.labels, result["probabilities"][i])},
+            }
+            if labelled[i]:
+                record["gold"] = task.labels[int(data.labels[i])]
         records.append(record)
     return records
 

@@ -1,4 +1,7 @@
-"""Tokenised splits: premise/hypothesis pairs to token ids, cached on disk.
+"""Tokenised splits: premise/hypothesis pairs (or single sentences) to token ids, cached on disk.
+
+Labels are int64 class indices (-1: none) for classification and float32 scores (NaN: none)
+for regression; ``labelled_mask`` tells which examples carry one.
 
 Tokenising 160k ANLI pairs takes minutes; the result is cached as a non-pickle ``.npz``
 keyed by the file's content, the tokenizer and every setting that changes the ids, so a
@@ -26,7 +29,7 @@ from mt_dnn.task_def import TaskDef
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 2  # 2: the data warnings (data_checks) are stored with the arrays
+CACHE_FORMAT_VERSION = 3  # 2: the data warnings (data_checks) are stored with the arrays; 3: task kinds
 _ARRAYS = ("key", "input_ids", "offsets", "token_type_ids", "labels", "uids", "notes")
 
 
@@ -39,7 +42,7 @@ class TokenizedSplit:
     input_ids: np.ndarray  # int32 [total tokens]
     token_type_ids: np.ndarray  # int8 [total tokens]
     offsets: np.ndarray  # int64 [n + 1]
-    labels: np.ndarray  # int64 [n]; -1 = unlabelled
+    labels: np.ndarray  # int64 [n], -1 = unlabelled; float32 for regression, NaN = unlabelled
     uids: np.ndarray  # str [n]
 
     def __len__(self) -> int:
@@ -53,7 +56,7 @@ class TokenizedSplit:
         return {
             "input_ids": self.input_ids[start:end],
             "token_type_ids": self.token_type_ids[start:end],
-            "label": int(self.labels[index]),
+            "label": self.labels[index].item(),
         }
 
     def take(self, count: int) -> "TokenizedSplit":
@@ -82,6 +85,18 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def labelled_mask(labels: np.ndarray) -> np.ndarray:
+    """Which examples carry a label: a class index >= 0, or a score that is not NaN."""
+    return ~np.isnan(labels) if labels.dtype.kind == "f" else labels >= 0
+
+
+def encode_single(*, tokenizer, sentences: list[str], max_seq_len: int) -> tuple[list, list]:
+    """Token and segment ids of single sentences (CoLA, SST-2): one segment, cut at ``max_seq_len``."""
+    encoded = tokenizer(sentences, truncation=True, max_length=max_seq_len, return_token_type_ids=True,
+                        return_attention_mask=False)
+    return encoded["input_ids"], encoded["token_type_ids"]
+
+
 def encode_pairs(*, tokenizer, premises: list[str], hypotheses: list[str], max_seq_len: int) -> tuple[list, list]:
     """Token ids and segment ids of each pair, cut to ``max_seq_len`` by shortening the premise first.
 
@@ -105,30 +120,37 @@ def encode_pairs(*, tokenizer, premises: list[str], hypotheses: list[str], max_s
     return input_ids, token_type_ids
 
 
-def _cache_key(*, data: bytes, task: TaskDef, tokenizer, max_seq_len: int, require_label: bool) -> str:
+def _cache_key(*, data: bytes, task: TaskDef, tokenizer, max_seq_len: int, require_label: bool,
+               key: str | None = None) -> str:
     digest = hashlib.sha256()
     for part in (
         f"v{CACHE_FORMAT_VERSION}", hashlib.sha256(data).hexdigest(), tokenizer_fingerprint(tokenizer),
         str(max_seq_len), task.reader, json.dumps(task.fields, sort_keys=True), ",".join(task.labels),
-        str(require_label),
+        str(require_label), task.task_type, task.data_format, task.quoting, str(key),
+        json.dumps(task.label_map, sort_keys=True),
     ):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
 
 
-def _tokenize(examples: list[Example], *, task: str, split: str, tokenizer, max_seq_len: int) -> TokenizedSplit:
-    ids, types = encode_pairs(
-        tokenizer=tokenizer, premises=[e.premise for e in examples],
-        hypotheses=[e.hypothesis for e in examples], max_seq_len=max_seq_len,
-    )
+def _tokenize(examples: list[Example], *, task: TaskDef, split: str, tokenizer, max_seq_len: int) -> TokenizedSplit:
+    if task.single_sentence:
+        ids, types = encode_single(tokenizer=tokenizer, sentences=[e.premise for e in examples],
+                                   max_seq_len=max_seq_len)
+    else:
+        ids, types = encode_pairs(
+            tokenizer=tokenizer, premises=[e.premise for e in examples],
+            hypotheses=[e.hypothesis for e in examples], max_seq_len=max_seq_len,
+        )
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return TokenizedSplit(
-        task=task, split=split,
+        task=task.name, split=split,
         input_ids=np.fromiter((t for row in ids for t in row), dtype=np.int32, count=int(offsets[-1])),
         token_type_ids=np.fromiter((t for row in types for t in row), dtype=np.int8, count=int(offsets[-1])),
-        offsets=offsets, labels=np.array([e.label for e in examples], dtype=np.int64),
+        offsets=offsets,
+        labels=np.array([e.label for e in examples], dtype=np.float32 if task.is_regression else np.int64),
         uids=np.array([e.uid for e in examples], dtype=str),
     )
 
@@ -179,7 +201,9 @@ def load_tokenized_split(
         raise DataError(f"{path}: file not found (split {task.name}:{split})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read (split {task.name}:{split}: {exc.strerror})") from None
-    key = _cache_key(data=data, task=task, tokenizer=tokenizer, max_seq_len=max_seq_len, require_label=require_label)
+    json_key = task.splits[split].key if split in task.splits else None
+    key = _cache_key(data=data, task=task, tokenizer=tokenizer, max_seq_len=max_seq_len, require_label=require_label,
+                     key=json_key)
     cache_path = Path(cache_dir) / f"{task.name}-{split}-{key[:24]}.npz" if cache_dir else None
     if cache_path is not None:
         cached = _read_cache(cache_path, key=key, task=task.name, split=split)
@@ -187,9 +211,9 @@ def load_tokenized_split(
             logger.info("%s:%s: %d examples from the token cache", task.name, split, len(cached[0]))
             log_notes(path, cached[1])
             return cached[0]
-    examples = read_examples(path=path, task=task, require_label=require_label)
+    examples = read_examples(path=path, task=task, require_label=require_label, key=json_key)
     notes = example_notes(examples) + special_only_notes(examples, tokenizer=tokenizer)
-    tokenized = _tokenize(examples, task=task.name, split=split, tokenizer=tokenizer, max_seq_len=max_seq_len)
+    tokenized = _tokenize(examples, task=task, split=split, tokenizer=tokenizer, max_seq_len=max_seq_len)
     if cache_path is not None:
         _write_cache(cache_path, key=key, split=tokenized, notes=notes)
     logger.info("%s:%s: tokenised %d examples", task.name, split, len(tokenized))

@@ -41,11 +41,12 @@ def first_line(exc: BaseException) -> str:
 def classification_config(*, encoder_config, task):
     """The encoder's config with the task's labels: what from_pretrained needs to rebuild the classifier."""
     config = copy.deepcopy(encoder_config)
-    names = list(task.label_names or task.labels)
+    # regression (STS-B): one output, the score itself; problem_type makes pipeline() return it raw
+    names = ["score"] if task.is_regression else list(task.label_names or task.labels)
     config.num_labels = task.n_class
     config.id2label = {index: name for index, name in enumerate(names)}
     config.label2id = {name: index for index, name in enumerate(names)}
-    config.problem_type = "single_label_classification"
+    config.problem_type = "regression" if task.is_regression else "single_label_classification"
     # The head's dropout as the task trained it, so that fine-tuning the export further keeps it.
     config.classifier_dropout = task.dropout_p
     return config

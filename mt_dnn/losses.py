@@ -1,5 +1,9 @@
 """Task and adversarial losses, looked up by the names used in task definitions.
 
+``mse`` serves regression (STS-B) in both roles, as MT-DNN's ``MseCriterion``: the task loss
+between the head's single output and the score, and the adversarial term between the clean
+and the perturbed predictions (a symmetric KL over one output would be identically zero).
+
 Both are computed in float32 (or float64 for a float64 model) even under mixed precision: the symmetric KL between two
 nearly equal distributions is a difference of small numbers, which half precision ruins.
 """
@@ -35,5 +39,28 @@ def symmetric_kl(logits: torch.Tensor, adv_logits: torch.Tensor, *, reduction: s
     return forward + backward
 
 
-TASK_LOSSES = {"cross_entropy": cross_entropy}
-ADV_LOSSES = {"symmetric_kl": symmetric_kl}
+def mse(predictions: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    """Squared error between a regression head's output [B, 1] and the scores [B]."""
+    predictions = at_least_float32(predictions).squeeze(-1)
+    return F.mse_loss(predictions, labels.to(predictions.dtype), reduction=reduction)
+
+
+def mse_adv(logits: torch.Tensor, adv_logits: torch.Tensor, *, reduction: str = "batchmean") -> torch.Tensor:
+    """Squared error between the clean and the perturbed outputs, summed over outputs.
+
+    Neither side is detached (as MT-DNN's ``MseCriterion(logits, adv_logits)``): both
+    predictions receive gradient, as with ``symmetric_kl``. ``batchmean`` divides the sum by
+    the batch size, ``sum`` does not (the ascent of the SMART providers uses ``sum``).
+    """
+    squared = (at_least_float32(logits) - at_least_float32(adv_logits)).pow(2)
+    if reduction == "sum":
+        return squared.sum()
+    if reduction == "batchmean":
+        return squared.sum() / max(1, squared.shape[0])
+    if reduction == "mean":
+        return squared.mean()
+    raise ValueError(f"reduction: expected sum, batchmean or mean, got {reduction!r}")
+
+
+TASK_LOSSES = {"cross_entropy": cross_entropy, "mse": mse}
+ADV_LOSSES = {"symmetric_kl": symmetric_kl, "mse": mse_adv}

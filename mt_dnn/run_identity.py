@@ -46,6 +46,18 @@ def task_identity(task: TaskDef) -> dict:
     body = dataclasses.asdict(task)
     body.pop("source", None)
     body["labels"], body["label_names"] = list(task.labels), list(task.label_names)
+    # The task kinds' keys are recorded only when they differ from what a task was before they
+    # existed, so that a run written before them keeps its identity (and its --resume).
+    body.pop("metrics")
+    body["metric"] = task.metric
+    if len(task.metrics) > 1:
+        body["metrics"] = list(task.metrics)
+    for key, default in (("task_type", "classification"), ("quoting", "none"), ("label_map", None)):
+        if body[key] == default:
+            body.pop(key)
+    for split in body["splits"].values():
+        if split.get("key") is None:
+            split.pop("key", None)
     return body
 
 

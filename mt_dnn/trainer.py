@@ -41,7 +41,7 @@ from mt_dnn.run_files import atomic_write_json
 from mt_dnn.tensorboard_log import metrics_log
 from mt_dnn.run_folder import finished_summary, start_run_folder
 from mt_dnn.run_setup import RunSetup, prepare_run
-from mt_dnn.run_summary import best_epoch, time_summary
+from mt_dnn.run_summary import best_epoch, selection_rule, time_summary
 from mt_dnn.schedule import build_scheduler
 from mt_dnn.errors import UserError
 from mt_dnn.stop_request import StopRequest
@@ -326,7 +326,7 @@ class Trainer:
             if self.is_main:
                 self.checkpoints.save_best({"model": self.module.state_dict()},
                                            info={"epoch": self.epoch + 1, "global_step": self.global_step,
-                                                 "pooled_dev_accuracy": score})
+                                                 "pooled_dev_accuracy": score, "pooled_dev_score": score})
         self.epoch += 1
         self.next_batch = 0
         self.stats = EpochStats()
@@ -373,7 +373,9 @@ class Trainer:
         if self.is_main:
             records = self.metrics.read()
             summary.update(time_summary(records))
-            summary["best_dev_accuracy"] = self.best_score
+            summary["best_dev_accuracy"] = self.best_score  # the selection score (older name)
+            summary["best_dev_score"] = self.best_score
+            summary["model_selection"] = selection_rule({ref.task: self.s.tasks[ref.task] for ref in self.s.eval_data})
             summary["best_epoch"] = best_epoch(records)
             atomic_write_json(self.s.output_dir / "run_summary.json", summary)
         return summary

@@ -90,7 +90,7 @@ def run_training_step(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             token_embeddings=tok_emb, logits=logits, perturbable_mask=perturbable,
             forward=provider_forward, adv_loss=provider_adv_loss, saliency=saliency,
-            embedding_output=embedding_output,
+            embedding_output=embedding_output, task_type=getattr(task, "task_type", "classification"),
         )
 
     def step_one(inputs_embeds=None):

@@ -46,6 +46,9 @@ class StepContext:
     # () -> [B, T, D]: the encoder's embedding block on this batch (token + position + segment
     # embeddings, LayerNorm, dropout), with its graph: what MT-DNN's SMART perturbs.
     embedding_output: Callable[[], torch.Tensor] | None = None
+    # the batch's task kind: "classification" (logits over labels) or "regression" (one score);
+    # providers with a loss of their own (smart_mtdnn's ascent) pick it by this, as MT-DNN does
+    task_type: str = "classification"
 
 
 @dataclass

@@ -45,6 +45,16 @@ class _Task:
     name: str = "task"
     loss: str = "cross_entropy"
     adv_loss: str = "symmetric_kl"
+    task_type: str = "classification"
+
+
+def task_of(config) -> _Task:
+    """The losses of a Hugging Face classifier's task: a regression model (``num_labels=1`` or
+    ``problem_type="regression"``, as Hugging Face decides it) takes MSE for both terms, as STS-B."""
+    if getattr(config, "problem_type", None) == "regression" or (
+            getattr(config, "problem_type", None) is None and getattr(config, "num_labels", 2) == 1):
+        return _Task(loss="mse", adv_loss="mse", task_type="regression")
+    return _Task()
 
 
 class TaskModelView:
@@ -137,7 +147,8 @@ class PerturbationTrainer(Trainer):
     ``perturbation``: a registered provider's name (``noise_training.registry.provider_names()``);
     ``perturbation_options``: its options by name (e.g. ``{"noise_size": 0.3}``), checked as
     ``train.py`` checks its flags; ``cache_dir``: where neighbour and synonym tables are cached
-    (default: train.py's). The tokenizer is the Trainer's ``processing_class``.
+    (default: train.py's). The tokenizer is the Trainer's ``processing_class``. A regression
+    model (one output, e.g. STS-B) trains on MSE with an MSE adversarial term.
     """
 
     def __init__(self, *args, perturbation: str = "none", perturbation_options: dict[str, Any] | None = None,
@@ -170,7 +181,7 @@ class PerturbationTrainer(Trainer):
                                        tokenizer=tokenizer, cache_dir=cache_dir)
         device = self.model.get_input_embeddings().weight.device
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
-        self._task = _Task()
+        self._task = task_of(self.model.config)
         self._stats = _RunningStats()
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:

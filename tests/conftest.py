@@ -60,6 +60,19 @@ def snli_dir() -> Path:
     return _real_data_folder("SNLI_DIR", files=("snli_dev.jsonl", "snli_test.jsonl"), what="SNLI 1.0 dev/test jsonl")
 
 
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The real GLUE small tasks named by $GLUE_DIR (CI points it at ../shared/data/glue): <TASK>/{train,dev}.tsv."""
+    files = tuple(f"{task}/{split}.tsv" for task in ("RTE", "MRPC", "CoLA", "STS-B", "SST-2") for split in ("train", "dev"))
+    return _real_data_folder("GLUE_DIR", files=files, what="GLUE (RTE, MRPC, CoLA, STS-B, SST-2 train/dev)")
+
+
+@pytest.fixture(scope="session")
+def advglue_dir() -> Path:
+    """The AdvGLUE dev set named by $ADVGLUE_DIR (CI points it at ../shared/data/advglue): dev.json."""
+    return _real_data_folder("ADVGLUE_DIR", files=("dev.json",), what="AdvGLUE dev.json")
+
+
 @pytest.fixture
 def data(tiny, tmp_path) -> Path:
     """A private copy of the module's tiny data folder (``tiny["data"]``), to spoil."""

@@ -91,7 +91,7 @@ def test_tsv_reader(tmp_path):
                                                                    "label": "label", "uid": "id"})
     path = tmp_path / "m.tsv"
     path.write_text("id\tpremise\thypothesis\tlabel\n1\tA dog.\tAn animal.\tentailment\n2\tx\ty\n")
-    with pytest.raises(DataError, match=r"m\.tsv:3: expected 4 tab-separated columns, got 3"):
+    with pytest.raises(DataError, match=r"m\.tsv:3: expected 4 tab-separated columns \(as the header\), got 3"):
         read_examples(path=path, task=task)
     path.write_text("id\tpremise\thypothesis\tlabel\n1\tA dog.\tAn animal.\tentailment\n")
     assert read_examples(path=path, task=task)[0].premise == "A dog."

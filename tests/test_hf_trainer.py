@@ -252,3 +252,40 @@ def test_example_script_runs_end_to_end(minilm_path, tmp_path):
     assert summary["seconds_per_update"] > 0
     last = summary["last_log"]
     assert last["forward_passes_per_step"] == 2 and 0.9 < last["changed_share"] <= 1 and last["noise_share"] > 0.1
+
+
+@pytest.mark.parametrize("name", ["1-1", "smart_mtdnn", "smart"])
+def test_a_regression_model_trains_on_mse(tmp_path, name):
+    """A one-output Hugging Face model (STS-B's kind) trains on MSE + α · MSE, equal to our step."""
+    from transformers import AutoTokenizer
+
+    from noise_training.hf import task_of
+
+    folder = _without_dropout(tiny_bert(tmp_path / "model", initializer_range=SIGNAL_INIT))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    task = dataclasses.replace(load_task_defs(paths=[REPO_ROOT / "task_defs" / "glue.yml"])["stsb"], dropout_p=0.0)
+    ours = build_model(model_name=str(folder), tasks={"stsb": task}, tokenizer=tokenizer)
+    hf = build_classifier(model=ours, task=task, tokenizer=tokenizer)
+    assert hf.config.num_labels == 1 and hf.config.problem_type == "regression"
+    assert task_of(hf.config).loss == "mse" and task_of(hf.config).adv_loss == "mse"
+    sentences = synthetic_sentences(8, seed=5)
+    encoded = tokenizer(sentences[:4], sentences[4:], padding=True, return_tensors="pt")
+    batch = {key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded}
+    batch["labels"] = torch.tensor([0.5, 4.0, 2.25, 3.0])
+    pair = {"hf": hf, "tokenizer": tokenizer, "root": tmp_path, "cache": tmp_path / "cache"}
+    trainer = _trainer(pair, name)
+    _, options = resolve_options(name=name, given={})
+    provider = build_provider(name=name, options=options, model=ours, tokenizer=tokenizer, cache_dir=pair["cache"])
+    ours.train()
+    torch.manual_seed(3)
+    outcome = run_training_step(model=ours, forward_model=ours, provider=provider, batch=dict(batch), task=task,
+                                adv_alpha=options.get("adv_alpha", 0.0),
+                                special_ids=torch.tensor(sorted(set(tokenizer.all_special_ids))), normaliser=4)
+    torch.manual_seed(3)
+    loss = trainer.training_step(trainer.model, dict(batch))
+    assert outcome.adv_loss > 0
+    with torch.no_grad():
+        predictions = ours(task="stsb", input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           token_type_ids=batch["token_type_ids"])[:, 0]
+    assert outcome.task_loss == pytest.approx(float(((predictions - batch["labels"]) ** 2).mean()), rel=1e-5)
+    assert float(loss) == pytest.approx(float(outcome.loss), rel=1e-6, abs=1e-7)

@@ -27,7 +27,9 @@ measured):
   perturbation of the size of the (LayerNorm-ed) embedding itself, not a small δ.
 - The ascent loss is MT-DNN's ``stable_kl`` (a one-directional KL on a stabilised log-odds
   scale, 2·Σ p·(r(p) − r(q)) with r(u) = −log(1/(u + 1e-6) − 1 + 1e-6), only the first p
-  carrying a gradient), not the symmetric KL of the final term.
+  carrying a gradient), not the symmetric KL of the final term. For a regression task it is
+  ``F.mse_loss(adv, clean.detach(), reduction="sum")``, as MT-DNN's ``adv_project`` does, and
+  the final term is the task's ``adv_loss`` (MSE).
 
 It reports two sizes per step: ``noise_share`` (what it adds: ‖noise‖₂ / ‖embed‖₂ per
 non-special token) and ``mtdnn_logged_share`` (what MT-DNN's own code logs:
@@ -38,6 +40,7 @@ close to the paper's "SMART ≈ 0.003%".
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from noise_training.base import Perturbation, PerturbationProvider, StepContext
 from noise_training.providers.smart import SMART_OPTIONS
@@ -53,6 +56,14 @@ def stable_kl(adv_logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Te
     q = torch.softmax(wide(target_logits), dim=-1)
     log_odds = lambda u: -torch.log(1.0 / (u.detach() + STABLE_KL_EPSILON) - 1.0 + STABLE_KL_EPSILON)
     return (p * (log_odds(p) - log_odds(q)) * 2).sum()
+
+
+def ascent_loss(adv_logits: torch.Tensor, clean_logits: torch.Tensor, *, task_type: str) -> torch.Tensor:
+    """What MT-DNN's ``adv_project`` climbs: the MSE sum for regression, ``stable_kl`` otherwise."""
+    if task_type == "regression":
+        wide = lambda t: t.to(torch.promote_types(t.dtype, torch.float32))
+        return F.mse_loss(wide(adv_logits), wide(clean_logits).detach(), reduction="sum")
+    return stable_kl(adv_logits, clean_logits)
 
 
 def mtdnn_normalise(moved: torch.Tensor, step: torch.Tensor, *, p_norm: str,
@@ -92,7 +103,7 @@ class MtdnnSmartPerturbation(PerturbationProvider):
         for ascent in range(self.k):
             noise.requires_grad_(True)
             adv_logits = ctx.forward(inputs_embeds=base + noise, position_numbering="encoder_default")
-            (grad,) = torch.autograd.grad(stable_kl(adv_logits, clean_logits), noise)
+            (grad,) = torch.autograd.grad(ascent_loss(adv_logits, clean_logits, task_type=ctx.task_type), noise)
             if not torch.isfinite(grad.norm()):
                 self.skipped_steps += 1  # the passes reported: this ascent's and those before it
                 return Perturbation(embeddings=embed, delta=torch.zeros_like(base), reference=base,
