@@ -52,7 +52,7 @@ def score(*, run_dir: Path, kind: str, rate: float, seed: int, examples: int) ->
 
     args = argparse.Namespace(run_dir=str(run_dir), checkpoint="latest", task=None, split="test", input=None,
                               data_dir=None, output=str(run_dir / "predictions" / f"robust_{kind}.jsonl"),
-                              batch_size=64, device="cpu", max_examples=examples, substitute=kind,
+                              batch_size=64, device="cpu", max_examples=examples, substitute=kind, task_def=None,
                               substitution_rate=rate, substitution_seed=seed, debug=False)
     return predict(args)
 
