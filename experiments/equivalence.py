@@ -57,7 +57,7 @@ class PairedComparison:
         """The t interval of the mean difference; None with fewer than 2 seeds."""
         if self.se is None:
             return None
-        half = stats.t.ppf(0.5 + level / 2, self.n - 1) * self.se
+        half = float(stats.t.ppf(0.5 + level / 2, self.n - 1)) * self.se
         return self.mean - half, self.mean + half
 
     def p_difference(self) -> float | None:
