@@ -38,8 +38,8 @@ from noise_training.errors import ProviderError  # noqa: E402
 # Model and batches, the timing of one step and the command-line ending live in their own modules.
 from benchmarks.benchmark_cli import load_warning, run_and_report  # noqa: E402
 from benchmarks.step_cost_setup import (  # noqa: E402
-    ANLI_EVAL_FILES, RANDOM_INIT_SIZES, REPO_ROOT, anli_examples, benchmark_batches, benchmark_device,
-    default_anli_dir, load_model,
+    ANLI_EVAL_FILES, GLUE_BENCH_TASKS, RANDOM_INIT_SIZES, REPO_ROOT, anli_examples, benchmark_batches,
+    benchmark_device, benchmark_task, default_anli_dir, load_model,
 )
 from benchmarks.step_cost_timing import (  # noqa: E402
     TWO_PASS, Method, PeakMemory, TimedProvider, Timing, overhead_outside_encoder, parse_methods, run_step,
@@ -70,11 +70,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"methods to time (NAME or NAME:{TWO_PASS}); default: {' '.join(DEFAULT_METHODS)}")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_seq_len", type=int, default=512, help="pairs are cut to this many tokens (train.py's default)")
-    parser.add_argument("--data", choices=("anli", "snli", "synthetic"), default="anli",
+    parser.add_argument("--data", choices=("anli", "snli", "synthetic") + tuple(f"glue:{t}" for t in GLUE_BENCH_TASKS),
+                        default="anli", metavar="{anli,snli,synthetic,glue:TASK}",
                         help="anli: random batches of the real ANLI dev/test pairs; snli: of the SNLI test pairs "
-                             "($SNLI_DIR/snli_test.jsonl, the head-to-head's batches); synthetic: random words, "
-                             "ANLI-like lengths")
-    parser.add_argument("--data_dir", type=Path, default=None, help="ANLI v1.0 folder (default $ANLI_DIR or data/anli_v1.0)")
+                             "($SNLI_DIR/snli_test.jsonl, the head-to-head's batches); glue:TASK (rte, mrpc, cola, "
+                             "stsb, sst2): of that GLUE task's training examples ($GLUE_DIR; the GLUE head-to-head's "
+                             "lengths, the task's own head and loss); synthetic: random words, ANLI-like lengths")
+    parser.add_argument("--data_dir", type=Path, default=None,
+                        help="ANLI v1.0 folder (default $ANLI_DIR or data/anli_v1.0); for glue:TASK the GLUE folder "
+                             "(default $GLUE_DIR)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic shapes)")
@@ -98,13 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_benchmark(args: argparse.Namespace) -> dict:
     from mt_dnn.precision import autocast_factory, grad_scaler
     from mt_dnn.run_setup import default_cache_dir
-    from mt_dnn.task_def import load_task_defs
     from noise_training.registry import build_provider, resolve_options
 
     device = benchmark_device(device_name=args.device, threads=args.threads)
     cache_dir = args.cache_dir or default_cache_dir()
     methods = parse_methods(args.methods)
-    task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
+    task = benchmark_task(data=args.data)
 
     model, tokenizer, description = load_model(model_name=args.model, random_init=args.random_init,
                                                tokenizer_name=args.tokenizer, task=task)

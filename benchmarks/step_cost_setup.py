@@ -66,6 +66,19 @@ def load_model(*, model_name: str, random_init: str | None, tokenizer_name: str 
     return MultiTaskModel(encoder=encoder, tasks={task.name: task}), tokenizer, description
 
 
+GLUE_BENCH_TASKS = ("rte", "mrpc", "cola", "stsb", "sst2")
+
+
+def benchmark_task(*, data: str):
+    """The task whose head the timed model carries: the GLUE task for --data glue:TASK (its loss: MSE for STS-B),
+    else ANLI's three-way head (SNLI, ANLI and synthetic batches all have three labels)."""
+    from mt_dnn.task_def import load_task_defs
+
+    if data.startswith("glue:"):
+        return load_task_defs(paths=[REPO_ROOT / "task_defs" / "glue.yml"])[data.removeprefix("glue:")]
+    return load_task_defs(paths=[REPO_ROOT / "task_defs" / "anli.yml"])["anli"]
+
+
 def anli_examples(*, tokenizer, task, data_dir: Path, max_seq_len: int, cache_dir: Path):
     """All ANLI dev and test pairs (R1-R3), tokenised (and cached), as one table."""
     from mt_dnn.batching import concat_splits
@@ -90,6 +103,20 @@ def snli_examples(*, tokenizer, data_dir: Path | None, max_seq_len: int, cache_d
         raise UserError("--data snli: no snli_test.jsonl found (set $SNLI_DIR or --data_dir)")
     task = load_task_defs(paths=[REPO_ROOT / "task_defs" / "snli.yml"])["snli"]
     return load_tokenized_split(path=folder / "snli_test.jsonl", task=task, split="test", tokenizer=tokenizer,
+                                max_seq_len=max_seq_len, cache_dir=cache_dir / "tokens")
+
+
+def glue_examples(*, tokenizer, task, data_dir: Path | None, max_seq_len: int, cache_dir: Path):
+    """A GLUE task's training examples ($GLUE_DIR, else the shared copy beside the checkout), tokenised: the
+    sequence lengths the GLUE head-to-head trains on."""
+    from mt_dnn.features import load_tokenized_split
+
+    candidates = (data_dir, os.environ.get("GLUE_DIR"), "data/glue", REPO_ROOT.parent / "shared/data/glue")
+    relative = task.splits["train"].path
+    folder = next((Path(c) for c in candidates if c and (Path(c) / relative).is_file()), None)
+    if folder is None:
+        raise UserError(f"--data glue:{task.name}: no {relative} found (set $GLUE_DIR or --data_dir)")
+    return load_tokenized_split(path=folder / relative, task=task, split="train", tokenizer=tokenizer,
                                 max_seq_len=max_seq_len, cache_dir=cache_dir / "tokens")
 
 
@@ -146,13 +173,19 @@ def benchmark_device(*, device_name: str, threads: int) -> torch.device:
 
 def benchmark_batches(*, data: str, data_dir: Path | None, tokenizer, task, batch_size: int, max_seq_len: int,
                       seed: int, cache_dir: Path, count: int) -> tuple[list[dict], str]:
-    """``count`` batches of the ``--data`` kind (anli, snli or synthetic) and a line saying what they are."""
+    """``count`` batches of the ``--data`` kind (anli, snli, glue:TASK or synthetic) and a line saying what they are.
+
+    For glue:TASK, ``task`` is that GLUE task (benchmark_task), whose head the model has."""
     if data == "synthetic":
         return (synthetic_batches(tokenizer=tokenizer, batch_size=batch_size, count=count, seed=seed,
                                   max_seq_len=max_seq_len), "synthetic batches (random words, ANLI-like lengths)")
     if data == "snli":
         examples = snli_examples(tokenizer=tokenizer, data_dir=data_dir, max_seq_len=max_seq_len, cache_dir=cache_dir)
         text = "real SNLI test pairs"
+    elif data.startswith("glue:"):
+        examples = glue_examples(tokenizer=tokenizer, task=task, data_dir=data_dir, max_seq_len=max_seq_len,
+                                 cache_dir=cache_dir)
+        text = f"real GLUE {task.name} training examples"
     else:
         data_dir = data_dir or default_anli_dir()
         if not (data_dir / "R1" / "dev.jsonl").is_file():

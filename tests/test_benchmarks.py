@@ -43,6 +43,31 @@ def test_step_cost_benchmark_times_each_method(tiny, tmp_path, capsys):
     assert "none" in capsys.readouterr().out
 
 
+def test_step_cost_benchmark_on_a_glue_tasks_own_lengths_and_head(tiny, tmp_path, glue_dir):
+    """--data glue:stsb: batches of STS-B's training pairs (float scores) through STS-B's regression head (MSE):
+    the GLUE head-to-head's cost per task (issue 23)."""
+    from benchmarks.bench_step_cost import main
+    from benchmarks.step_cost_setup import benchmark_batches, benchmark_task
+    from mt_dnn.features import load_tokenized_split
+    from mt_dnn.run_setup import load_tokenizer
+
+    out = tmp_path / "cost.json"
+    common = [c for c in COMMON if c not in ("--data", "synthetic")]
+    assert main(["--model", str(tiny["model"]), "--cache_dir", str(tiny["cache"]), *common, "--data", "glue:stsb",
+                 "--data_dir", str(glue_dir), "--no_memory", "--methods", "none", "1-1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["data"] == "real GLUE stsb training examples" and set(result["methods"]) == {"none", "1-1"}
+    task = benchmark_task(data="glue:stsb")
+    assert task.task_type == "regression"
+    tokenizer = load_tokenizer(str(tiny["model"]))
+    batches, _ = benchmark_batches(data="glue:stsb", data_dir=glue_dir, tokenizer=tokenizer, task=task, batch_size=4,
+                                   max_seq_len=32, seed=0, cache_dir=tiny["cache"], count=2)
+    labels = load_tokenized_split(path=glue_dir / "STS-B" / "train.tsv", task=task, split="train",
+                                  tokenizer=tokenizer, max_seq_len=32, cache_dir=None).labels
+    scores = set(labels.astype("float32").tolist())
+    assert all(b["labels"].dtype.is_floating_point and set(b["labels"].tolist()) <= scores for b in batches)
+
+
 def test_tools_benchmark_times_ours_against_a_hand_loop_and_trainer(tiny, tmp_path, capsys):
     pytest.importorskip("accelerate", reason="Trainer needs the hf extra (pip install -e .[hf])")
     from benchmarks.bench_vs_tools import main
