@@ -180,7 +180,10 @@ def test_export_overwrite_replaces_only_an_earlier_export(finished, tmp_path, ca
 # Runs mt_dnn.export with a pause after the folder is built and before it is checked, so that a
 # signal reliably arrives while the temporary folder exists.
 _SLOW_EXPORT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as at a terminal: a process started in the background by a shell (a CI runner, nohup ... &)
+# inherits SIGINT ignored, and then the signal this test sends would never arrive.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import mt_dnn.export as export
 real = export.probe_logits
 def slow(**kwargs):
