@@ -203,19 +203,22 @@ def render(result: dict) -> str:
     ]
     none = methods.get("none", {}).get("median_s")
     smart = methods.get("smart", {}).get("median_s")
-    header = (f"{'method':<14}{'median s':>9}{'min s':>8}{'cpu s':>8}{'/none':>7}{'/smart':>8}{'ex/s':>8}"
-              f"{'F+B':>6}{'perturb ms':>11}{'% step':>7}{'peak MB':>9}")
+    mtdnn = methods.get("smart_mtdnn", {}).get("median_s")
+    header = (f"{'method':<14}{'median s':>9}{'min s':>8}{'cpu s':>8}{'/none':>7}{'/smart':>8}{'/mtdnn':>8}"
+              f"{'ex/s':>8}{'F+B':>6}{'perturb ms':>11}{'% step':>7}{'peak MB':>9}")
     lines += ["", header, "-" * len(header)]
     for label, m in methods.items():
         med = m["median_s"]
         rel_none = f"{med / none:.2f}" if none else "-"
         rel_smart = f"{med / smart:.2f}" if smart else "-"
+        rel_mtdnn = f"{med / mtdnn:.2f}" if mtdnn else "-"
         peak = f"{m['peak_mb']:.0f}" if m["peak_mb"] is not None else "n/a"
         share = 100 * m["perturb_median_s"] / med
         lines.append(f"{label:<14}{med:>9.3f}{m['min_s']:>8.3f}{m['cpu_median_s']:>8.2f}{rel_none:>7}{rel_smart:>8}"
-                     f"{result['batch_size'] / med:>8.1f}{m['forwards']:>3}+{m['backwards']:<2}"
+                     f"{rel_mtdnn:>8}{result['batch_size'] / med:>8.1f}{m['forwards']:>3}+{m['backwards']:<2}"
                      f"{1000 * m['perturb_median_s']:>11.1f}{share:>7.1f}{peak:>9}")
-    lines.append("perturb ms: time inside provider.perturb (table look-ups, sampling, selection); for smart it "
+    lines.append("/mtdnn: ratio to smart_mtdnn (MT-DNN's SMART as its code runs it). "
+                 "perturb ms: time inside provider.perturb (table look-ups, sampling, selection); for smart it "
                  "includes SMART's own ascent forward + backward. cpu s: process CPU time of the step (all threads).")
     for label, reason in result["skipped"].items():
         lines.append(f"{label}: skipped ({reason})")

@@ -61,6 +61,14 @@ def step_cost(*, size: str, batch_size: int, amp: str, device: str, data: str, m
     return run_benchmark(step_args(flags))
 
 
+def _registry_order(label: str) -> tuple[int, str]:
+    """Listing order: the registry's (the paper's tables first), variants such as NAME:two_pass after."""
+    from noise_training.registry import provider_names
+
+    names = provider_names()
+    return (names.index(label) if label in names else len(names), label)
+
+
 def summary_table(results: dict[str, dict]) -> str:
     """One row per (method, size, precision): seconds per update, ratios, examples per second, peak memory."""
     header = (f"{'method':<14}{'size':<15}{'prec':<6}{'s/update':>9}{'/none':>7}{'/' + REFERENCE:>13}"
@@ -71,7 +79,7 @@ def summary_table(results: dict[str, dict]) -> str:
         none = methods.get("none", {}).get("median_s")
         ref = methods.get(REFERENCE, {}).get("median_s")
         size, precision = label.split("|")
-        for method, m in methods.items():
+        for method, m in sorted(methods.items(), key=lambda item: _registry_order(item[0])):
             med = m["median_s"]
             peak = f"{m['peak_mb']:.0f}" if m.get("peak_mb") is not None else "n/a"
             lines.append(f"{method:<14}{size:<15}{precision:<6}{med:>9.4f}"
@@ -82,9 +90,55 @@ def summary_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# The paper's grid (README, "Hardware and time"): runs per seed by method, the models they train,
+# 6 seeds, and the updates of one run (ANLI A1+A2+A3 train, 6 epochs, at each model's batch size).
+UPDATES_PER_RUN = {"bert-base": 30_540, "roberta-large": 61_080}
+PAPER_SEEDS = 6
+
+
+def paper_grid() -> tuple[tuple[str, dict[str, int], tuple[str, ...]], ...]:
+    from experiments.table2 import METHODS as TABLE2
+
+    both = tuple(UPDATES_PER_RUN)
+    return (
+        (f"Table 2 ({len(TABLE2)} methods)", {m: 1 for m in TABLE2}, both),
+        ("Table 3 (3 new methods)", {"wordnet_1.0": 1, "1-1_1.0": 1, "wordnet_0.5": 1}, both),
+        ("Figure 3, SMART sweep (4 new step sizes)", {"smart_mtdnn": 4}, both),
+        ("Figure 3, 1-1 noise_size sweep (10 new sizes)", {"1-1": 10}, ("bert-base",)),
+    )
+
+
+def grid_hours_table(results: dict[str, dict]) -> str:
+    """GPU-hours of the paper's grid at the measured seconds per update (step time only: data loading,
+    evaluation and checkpoints come on top)."""
+    precisions = sorted({label.split("|")[1] for label in results if "+" not in label})
+    lines = ["the paper's grid at these step times (GPU-hours, 6 seeds; step time only):",
+             f"{'grid':<48}" + "".join(f"{size + ' ' + p:>22}" for size in UPDATES_PER_RUN for p in precisions)]
+    totals = {}
+    for name, runs, models in paper_grid():
+        cells = []
+        for size in UPDATES_PER_RUN:
+            for precision in precisions:
+                methods = results.get(f"{size}|{precision}", {}).get("methods", {})
+                if size not in models:
+                    cells.append(f"{'-':>22}")
+                    continue
+                if not all(m in methods for m in runs):
+                    cells.append(f"{'n/a':>22}")
+                    continue
+                hours = sum(count * methods[m]["median_s"] for m, count in runs.items()) * PAPER_SEEDS \
+                    * UPDATES_PER_RUN[size] / 3600
+                totals[(size, precision)] = totals.get((size, precision), 0.0) + hours
+                cells.append(f"{hours:>22.1f}")
+        lines.append(f"{name:<48}" + "".join(cells))
+    lines.append(f"{'all':<48}" + "".join(f"{totals.get((s, p), float('nan')):>22.1f}"
+                                          for s in UPDATES_PER_RUN for p in precisions))
+    return "\n".join(lines)
+
+
 def _summary(results: dict[str, dict], *, json_dir: Path | None) -> None:
     """Print the table so far and keep it in summary.txt: a run cut short still leaves it."""
-    table = summary_table(results)
+    table = summary_table(results) + "\n\n" + grid_hours_table(results)
     print(table, "\n", flush=True)
     if json_dir is not None:
         from noise_training.atomic_files import atomic_write_bytes
@@ -120,6 +174,18 @@ def compile_phase(run: tuple[str, int], *, amp: str, device: str, data: str, war
     return f"{size}|{'fp32' if amp == 'none' else amp}+compile", json.loads(out.read_text(encoding="utf-8"))
 
 
+def load_results(folders: list[Path]) -> dict[str, dict]:
+    """The step_cost_<size>_<amp>[_compile].json files of earlier runs, keyed as main() keys them."""
+    results: dict[str, dict] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("step_cost_*.json")):
+            result = json.loads(path.read_text(encoding="utf-8"))
+            size = next(s for s in (*UPDATES_PER_RUN, "tiny") if path.stem.startswith(f"step_cost_{s}_"))
+            label = f"{size}|{'fp32' if result['amp'] == 'none' else result['amp']}"
+            results[label + ("+compile" if result.get("compile") else "")] = result
+    return dict(sorted(results.items(), key=lambda item: (item[0].split("|")[0] != "bert-base", item[0])))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,6 +204,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "uncased vocabulary; a copy of its tokenizer files where the package is not installed)")
     parser.add_argument("--work_dir", type=Path, default=Path("/tmp/gpu_check_work"),
                         help="the training phase's model, run folders and logs (kept out of --json_dir)")
+    parser.add_argument("--from_json", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="print the tables from the step_cost_*.json of earlier runs (a later folder's "
+                             "figures replace an earlier one's for the same size and precision); runs nothing")
     parser.add_argument("--smoke", action="store_true", help="tiny encoder on the CPU: checks this script, no GPU")
     parser.add_argument("--json_dir", type=Path, default=None, help="write each phase's figures as JSON here")
     return parser.parse_args(argv)
@@ -148,6 +217,9 @@ def main(argv=None) -> int:
     from noise_training.registry import provider_names
 
     args = parse_args(argv)
+    if args.from_json:
+        print(summary_table(loaded := load_results(args.from_json)) + "\n\n" + grid_hours_table(loaded))
+        return 0
     runs = (("tiny", 8),) if args.smoke else RUNS
     precisions = ("none",) if args.smoke else tuple(args.precisions)
     device = "cpu" if args.smoke else args.device

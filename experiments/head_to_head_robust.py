@@ -10,7 +10,6 @@ the grid is still training (unfinished runs are left for the next pass).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -48,12 +47,14 @@ def _is_finished(run_dir: Path) -> bool:
 
 def score(*, run_dir: Path, kind: str, rate: float, seed: int, examples: int) -> dict:
     """predict.py on the run's test split with the substitution; its summary (accuracy, what changed)."""
-    from mt_dnn.cli_predict import predict
+    from mt_dnn.cli_predict import build_parser, predict
 
-    args = argparse.Namespace(run_dir=str(run_dir), checkpoint="latest", task=None, split="test", input=None,
-                              data_dir=None, output=str(run_dir / "predictions" / f"robust_{kind}.jsonl"),
-                              batch_size=64, device="cpu", max_examples=examples, substitute=kind, task_def=None,
-                              substitution_rate=rate, substitution_seed=seed, debug=False)
+    # through predict.py's own parser, so that every option it has gets its default
+    args = build_parser().parse_args([
+        "--run_dir", str(run_dir), "--checkpoint", "latest", "--split", "test",
+        "--output", str(run_dir / "predictions" / f"robust_{kind}.jsonl"), "--batch_size", "64", "--device", "cpu",
+        "--max_examples", str(examples), "--substitute", kind, "--substitution_rate", str(rate),
+        "--substitution_seed", str(seed)])
     return predict(args)
 
 

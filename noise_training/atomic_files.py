@@ -47,6 +47,12 @@ def atomic_write_bytes(path: Path, data: bytes, *, before_replace: Callable[[], 
             before_replace()
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:
+            # a full disk shows up in write()/fsync(), which name no file: name the one we were writing
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

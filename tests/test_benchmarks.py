@@ -118,9 +118,12 @@ def test_gpu_check_smoke_times_trains_and_tabulates_each_method(tmp_path, anli_d
                  "--cache_dir", str(tmp_path / "cache"), "--budget_s", "0"]) == 0
     step = json.loads((out / "step_cost_tiny_none.json").read_text())
     assert set(step["methods"]) == {"none", "1-1"}
-    rows = [line.split() for line in (out / "summary.txt").read_text().splitlines()[2:]]
+    summary = (out / "summary.txt").read_text()
+    method_table, grid_table = summary.split("\n\n", 1)
+    rows = [line.split() for line in method_table.splitlines()[2:]]
     assert [(r[0], r[1], r[2]) for r in rows] == [("none", "tiny", "fp32"), ("1-1", "tiny", "fp32")]
     assert float(rows[0][4]) == 1.0 and float(rows[1][4]) > 0  # /none column
+    assert grid_table.startswith("the paper's grid at these step times")  # no paper-sized figures: n/a cells
     trained = json.loads((out / "train_smoke.json").read_text())["methods"]
     assert set(trained) == {"none", "1-1"}
     for method, result in trained.items():
@@ -130,6 +133,30 @@ def test_gpu_check_smoke_times_trains_and_tabulates_each_method(tmp_path, anli_d
         assert result["resume_max_loss_diff"] == 0.0 and result["resumed"]["finished"]
     assert trained["1-1"]["full"]["perturbation"][-1]["changed_share"] > 0.9
     assert trained["none"]["full"]["passes"] == [1.0, 1.0] and trained["1-1"]["full"]["passes"] == [2.0, 1.0]
+
+
+def test_gpu_grid_hours_are_the_paper_grid_times_the_measured_step_times():
+    from benchmarks.gpu_check import PAPER_SEEDS, UPDATES_PER_RUN, grid_hours_table, paper_grid
+
+    step = {"none": 0.1, "smart_mtdnn": 0.3, "smart": 0.3, "1-1": 0.2, "1-2": 0.2, "2-1": 0.2, "2-2": 0.25,
+            "2-3": 0.25, "wordnet_1.0": 0.2, "1-1_1.0": 0.2, "wordnet_0.5": 0.2}
+    results = {f"{size}|fp32": {"methods": {m: {"median_s": s} for m, s in step.items()}} for size in UPDATES_PER_RUN}
+    rows = {line[:48].strip(): [float(x) for x in line[48:].split()] for line in grid_table_lines(results)}
+    expected_all = {size: 0.0 for size in UPDATES_PER_RUN}
+    for name, runs, models in paper_grid():
+        for size in models:
+            expected_all[size] += sum(n * step[m] for m, n in runs.items()) * PAPER_SEEDS * UPDATES_PER_RUN[size] / 3600
+    # Table 2 by hand: none, both SMARTs, 1-1, 1-2, 2-1, 2-2, 2-3 = 0.1 + 0.6 + 0.6 + 0.5 = 1.8 s per seed's
+    # updates-set, 6 seeds, 30,540 BERT-base updates
+    assert rows["Table 2 (8 methods)"][0] == pytest.approx(round(1.8 * 6 * 30_540 / 3600, 1))
+    assert rows["all"] == pytest.approx([round(expected_all[s], 1) for s in UPDATES_PER_RUN])
+    assert "n/a" in grid_hours_table({"bert-base|fp32": {"methods": {"none": {"median_s": 0.1}}}})
+
+
+def grid_table_lines(results):
+    from benchmarks.gpu_check import grid_hours_table
+
+    return [line for line in grid_hours_table(results).splitlines()[2:] if "-" not in line[48:]]
 
 
 def test_gpu_train_smoke_flags_what_a_user_would_not_accept():

@@ -180,7 +180,10 @@ def test_export_overwrite_replaces_only_an_earlier_export(finished, tmp_path, ca
 # Runs mt_dnn.export with a pause after the folder is built and before it is checked, so that a
 # signal reliably arrives while the temporary folder exists.
 _SLOW_EXPORT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as at a terminal: a process started in the background by a shell (a CI runner, nohup ... &)
+# inherits SIGINT ignored, and then the signal this test sends would never arrive.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import mt_dnn.export as export
 real = export.probe_logits
 def slow(**kwargs):
@@ -436,6 +439,24 @@ def test_full_disk_while_model_folder_is_written(tiny, tmp_path, capsys, monkeyp
                          starts=f"{out / 'model'}: cannot write it (No space left on device)")
     assert line == f"error: {out / 'model'}: cannot write it (No space left on device)"
     assert not out.exists() or not (out / "run_config.json").exists() and not list(out.glob(".model.*"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads which file a descriptor is through /proc")
+def test_full_disk_while_a_checkpoint_is_written_names_the_file(tiny, tmp_path, capsys, monkeypatch):
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if "/checkpoints/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write()/fsync() raise it: no file name
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "run"
+    assert train_main(train_args(tiny, out)) == 1
+    err = capsys.readouterr().err
+    line = one_error(err, starts="[Errno 28] No space left on device: ")
+    assert f"{out / 'checkpoints'}/" in line and line.endswith(".pt'"), line
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
 
 if __name__ == "__main__":

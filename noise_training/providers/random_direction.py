@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from noise_training.base import Perturbation, StepContext, delta_toward
 from noise_training.options import ADV_ALPHA, NOISE_SIZE
 from noise_training.providers.similar_word import SimilarWordNoise
 from noise_training.registry import ProviderSpec, register_provider
@@ -32,15 +31,9 @@ def random_direction_like(delta: torch.Tensor) -> torch.Tensor:
 class RandomDirectionNoise(SimilarWordNoise):
     """1-1's per-token noise norm, random direction (the neighbour table gives only the size)."""
 
-    def perturb(self, ctx: StepContext) -> Perturbation:
-        changed = self.positions_to_change(ctx)
-        toward = delta_toward(original=ctx.token_embeddings, target_ids=self.choose_neighbors(ctx.input_ids),
-                              weight=self.embedding.weight, changed=changed, size=self.noise_size)
+    def direct(self, delta: torch.Tensor) -> torch.Tensor:
         # zero where 1-1 changes nothing (its delta is 0 there), so specials and padding stay as they are
-        delta = random_direction_like(toward)
-        if self.noise_size == 0:
-            changed = torch.zeros_like(changed)
-        return Perturbation(embeddings=ctx.token_embeddings + delta, delta=delta, changed=changed)
+        return random_direction_like(delta)
 
 
 register_provider(ProviderSpec(

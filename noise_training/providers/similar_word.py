@@ -50,10 +50,15 @@ class SimilarWordNoise(PerturbationProvider):
     def positions_to_change(self, ctx: StepContext) -> torch.Tensor:
         return ctx.perturbable_mask
 
+    def direct(self, delta: torch.Tensor) -> torch.Tensor:
+        """The noise given its step toward the chosen words: that step itself (a control redirects it)."""
+        return delta
+
     def perturb(self, ctx: StepContext) -> Perturbation:
         changed = self.positions_to_change(ctx)
-        delta = delta_toward(original=ctx.token_embeddings, target_ids=self.choose_neighbors(ctx.input_ids),
-                             weight=self.embedding.weight, changed=changed, size=self.noise_size)
+        toward = delta_toward(original=ctx.token_embeddings, target_ids=self.choose_neighbors(ctx.input_ids),
+                              weight=self.embedding.weight, changed=changed, size=self.noise_size)
+        delta = self.direct(toward)
         if self.noise_size == 0:
             changed = torch.zeros_like(changed)
         return Perturbation(embeddings=ctx.token_embeddings + delta, delta=delta, changed=changed)
