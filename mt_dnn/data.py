@@ -111,6 +111,11 @@ def _build_example(record: dict, *, task: TaskDef, number: int, where: str, requ
     names = task.fields
     premise = _text_field(record, names["premise"], where=where)
     hypothesis = None if task.single_sentence else _text_field(record, names["hypothesis"], where=where)
+    if task.empty_text == "error":
+        for key, text in (("premise", premise), ("hypothesis", hypothesis)):
+            if text is not None and not text.strip():
+                raise DataError(f"{where}: empty {key} (field {names[key]!r}); expected text (task {task.name} says "
+                                "`empty_text: error`; `warn` trains on it with one warning per file)")
     uid = record.get(names["uid"], number)
     null_uid = uid is None
     if null_uid:

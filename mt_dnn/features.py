@@ -128,6 +128,8 @@ def _cache_key(*, data: bytes, task: TaskDef, tokenizer, max_seq_len: int, requi
         str(max_seq_len), task.reader, json.dumps(task.fields, sort_keys=True), ",".join(task.labels),
         str(require_label), task.task_type, task.data_format, task.quoting, str(key),
         json.dumps(task.label_map, sort_keys=True),
+        # only when not the default, so that existing caches keep their keys
+        *(["empty_text=error"] if task.empty_text == "error" else []),
     ):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()

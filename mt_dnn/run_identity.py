@@ -52,7 +52,8 @@ def task_identity(task: TaskDef) -> dict:
     body["metric"] = task.metric
     if len(task.metrics) > 1:
         body["metrics"] = list(task.metrics)
-    for key, default in (("task_type", "classification"), ("quoting", "none"), ("label_map", None)):
+    for key, default in (("task_type", "classification"), ("quoting", "none"), ("label_map", None),
+                         ("empty_text", "warn")):
         if body[key] == default:
             body.pop(key)
     for split in body["splits"].values():

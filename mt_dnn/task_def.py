@@ -35,10 +35,13 @@ ROLES = ("train", "dev", "test")
 # tsv only: "none" reads quote characters as text (GLUE's files, read by GLUE's processors
 # with no quoting); "csv" undoes a CSV writer's quoting ("A ""b""" -> A "b").
 QUOTINGS = ("none", "csv")
+# An empty premise or hypothesis: "warn" (one warning line per file, the run goes on: released
+# sets such as SNLI's and MNLI's training files hold a few) or "error" (one line naming file:line).
+EMPTY_TEXT = ("warn", "error")
 
 _REQUIRED = ("data_format", "reader", "loss", "adv_loss", "splits")
 _OPTIONAL = ("task_type", "labels", "label_names", "n_class", "dropout_p", "fields", "metric", "metrics", "quoting",
-             "label_map")
+             "label_map", "empty_text")
 _FIELD_KEYS = ("premise", "hypothesis", "label", "uid")
 # what each task type may use (MT-DNN's pairing: regression takes MSE for both terms; a
 # symmetric KL over a single output is identically zero)
@@ -80,6 +83,7 @@ class TaskDef:
     # the file's label values -> this task's labels, when the file encodes them otherwise
     # (AdvGLUE's integers: RTE 0 = entailment, where GLUE's order puts not_entailment first)
     label_map: dict[str, str] | None = None
+    empty_text: str = "warn"
 
     @property
     def n_class(self) -> int:
@@ -208,6 +212,7 @@ def _parse_task(name: str, body: Any, *, source: str) -> TaskDef:
     if "quoting" in body and reader != "tsv":
         raise _fail(source, f"{name}.quoting", f"applies to the tsv reader only (this task's reader is {reader})")
     quoting = _choice(quoting, QUOTINGS, source=source, where=f"{name}.quoting")
+    empty_text = _choice(body.get("empty_text", "warn"), EMPTY_TEXT, source=source, where=f"{name}.empty_text")
     label_map = None
     if "label_map" in body:
         if task_type == "regression":
@@ -255,7 +260,7 @@ def _parse_task(name: str, body: Any, *, source: str) -> TaskDef:
         name=name, data_format=data_format, reader=reader, labels=tuple(labels),
         label_names=tuple(label_names), loss=loss, adv_loss=adv_loss, metrics=metrics,
         dropout_p=float(dropout_p), fields=fields, splits=splits, source=source,
-        task_type=task_type, quoting=quoting, label_map=label_map,
+        task_type=task_type, quoting=quoting, label_map=label_map, empty_text=empty_text,
     )
 
 

@@ -219,3 +219,15 @@ def test_train_py_refuses_a_misread_glue_line_in_one_line(tmp_path, glue_dir, ca
             "--output_dir", str(tmp_path / "run")]
     fails_cleanly(argv, capsys, starts=f"{data / 'CoLA' / 'train.tsv'}:12: {expected}", main=train_main)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_sentence_is_one_line_where_the_task_says_error(tmp_path, caplog):
+    assert GLUE["rte"].empty_text == "error"
+    message = _refused(tmp_path, HEADER + b"0\ta\tb\tentailment\n1\t \tb\tentailment\n")
+    assert ":3: empty premise (field 'sentence1'); expected text" in message
+    assert ":2: empty hypothesis (field 'sentence2')" in _refused(tmp_path, HEADER + b"0\ta\t\tentailment\n")
+    # the default (ANLI, SNLI: released training sets hold a few) reads it; data_checks warns once per file
+    path = tmp_path / "warn.tsv"
+    path.write_bytes(HEADER + b"0\ta\tb\tentailment\n1\t \tb\tentailment\n")
+    examples = read_examples(path=path, task=_task(empty_text="warn"))
+    assert [e.premise for e in examples] == ["a", " "]

@@ -160,6 +160,8 @@ def test_task_kinds_regression_and_single_sentence(tmp_path):
          "cola.fields: a tsv file is read either by column names"),
         (SINGLE, lambda t: t.replace("  loss: cross", "  quoting: excel\n  loss: cross"),
          "cola.quoting: expected one of none, csv"),
+        (SINGLE, lambda t: t.replace("  loss: cross", "  empty_text: skip\n  loss: cross"),
+         "cola.empty_text: expected one of warn, error"),
         (SINGLE, lambda t: t.replace("  metrics: [mcc, accuracy]\n", "  metrics: [mcc]\n  metric: mcc\n"),
          "cola.metric: give either metric (one name) or metrics (a list), not both"),
         (SINGLE, lambda t: t.replace("  labels: [0, 1]\n", ""), "cola.labels: missing required key"),
