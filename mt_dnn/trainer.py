@@ -388,6 +388,9 @@ def train(*, config) -> dict:
         start_run_folder(setup)
         summary = trainer.run()
         export_after_training(setup=setup, summary=summary)  # RUN/hf_model/ (unless --no_export)
+        # every rank waits for rank 0's export: a rank that tore its process group down while rank 0
+        # was still exporting was seen to abort in gloo's teardown (exit -6), failing the whole job
+        barrier(setup.dist)
         return summary
     finally:
         if setup.lock is not None:
