@@ -313,6 +313,11 @@ def plot_cost_figure(results: GridResults, costs, *, out: Path) -> Path:
         axis.set_ylabel("AdvGLUE accuracy %" if adv else "figure (points)")
     for index in range(len(panels), rows * columns):
         axes[index // columns][index % columns].axis("off")
+    return _save(figure, plt, out)
+
+
+def _save(figure, plt, out: Path) -> Path:
+    """Write the figure to ``out`` through a temporary file, so a half-drawn PNG never stands."""
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".tmp.png")
@@ -347,13 +352,7 @@ def plot_forest(results: GridResults, found: dict[tuple, Decision], *, reference
     axis.set_yticks(range(len(rows)), [m for m, _ in reversed(rows)])
     axis.set_xlabel(f"pooled difference to {reference} (points; 95% thin, 90% thick)")
     axis.set_title(f"shaded: the equivalence margin ±{MARGIN:g} (docs/results/glue_cpu_plan.md)", fontsize=8)
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp.png")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    temporary.replace(out)
-    return out
+    return _save(figure, plt, out)
 
 
 def read_step_cost(paths: dict[str, Path]) -> dict[str, dict]:
